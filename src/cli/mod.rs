@@ -1,0 +1,1 @@
+//! The administrative commands: threads, report, stats, quarantine, audit, purge.

@@ -1,0 +1,1 @@
+//! The daemon: tasks, graceful shutdown, systemd notifications.

@@ -1,0 +1,1 @@
+//! Request form templates and the parser of the `Libellé : valeur` form.

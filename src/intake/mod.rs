@@ -1,0 +1,1 @@
+//! The intake pipeline over one incoming message: stages in order, one transaction.

@@ -1,0 +1,1 @@
+//! Network edges: TLS, the IMAP session, the SMTP transport and MIME building (no policy).

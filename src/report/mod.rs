@@ -1,0 +1,1 @@
+//! The compte-rendu: the record of a téléexpertise, as text and as PDF.

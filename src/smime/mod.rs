@@ -1,0 +1,1 @@
+//! S/MIME: unwrap, verify, decrypt, sign, encrypt, and the certificate stores.

@@ -1,0 +1,1 @@
+//! Database access through sqlx Any (SQLite or PostgreSQL): inbound, threads, outbox, audit.

@@ -1,0 +1,1 @@
+//! The pure thread domain: ids, statuses, transitions, mail commands, authorization, quoting.

@@ -8,6 +8,7 @@
 mod content;
 mod font;
 mod pdf;
+mod subset;
 mod text;
 
 #[cfg(test)]

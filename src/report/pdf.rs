@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::content::{Block, TITLE, blocks};
 use super::font::Metrics;
+use super::subset::subset;
 use super::{ReportData, ReportError};
 
 /// DejaVu covers French accents and typographic marks (« » — ’ œ); licence in assets/fonts.
@@ -64,11 +65,26 @@ pub fn render_pdf(d: &ReportData) -> Result<Vec<u8>, ReportError> {
             .with_mod_date(at)
             .with_metadata_date(at);
     }
+    let footers: Vec<String> = (1..=pages)
+        .map(|n| format!("{} — {TITLE} — page {n} / {pages}", d.thread_id))
+        .collect();
+    // Embed only the glyphs drawn (a whole face is ~700 kB); whole faces if subsetting fails.
+    let drawn = |bold: bool| {
+        placed
+            .iter()
+            .filter(move |p| p.bold == bold)
+            .flat_map(|p| p.text.chars())
+    };
+    let regular_ttf = subset(
+        REGULAR_TTF,
+        drawn(false).chain(footers.iter().flat_map(|f| f.chars())),
+    );
+    let bold_ttf = subset(BOLD_TTF, drawn(true));
     let font_regular = doc
-        .add_external_font(REGULAR_TTF)
+        .add_external_font(regular_ttf.as_deref().unwrap_or(REGULAR_TTF))
         .map_err(|e| ReportError::Pdf(e.to_string()))?;
     let font_bold = doc
-        .add_external_font(BOLD_TTF)
+        .add_external_font(bold_ttf.as_deref().unwrap_or(BOLD_TTF))
         .map_err(|e| ReportError::Pdf(e.to_string()))?;
 
     let mut layers = Vec::with_capacity(pages);
@@ -92,10 +108,9 @@ pub fn render_pdf(d: &ReportData) -> Result<Vec<u8>, ReportError> {
             font_of(line.bold),
         );
     }
-    for (n, layer) in layers.iter().enumerate() {
-        // The id on every page: a loose page can still be put back in the right record.
-        let footer = format!("{} — {TITLE} — page {} / {pages}", d.thread_id, n + 1);
-        let w = regular.width(&footer, FOOTER) / PT_PER_MM;
+    // The id on every page: a loose page can still be put back in the right record.
+    for (layer, footer) in layers.iter().zip(&footers) {
+        let w = regular.width(footer, FOOTER) / PT_PER_MM;
         layer.use_text(
             footer.as_str(),
             FOOTER,

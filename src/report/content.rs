@@ -47,7 +47,11 @@ pub(crate) fn blocks(d: &ReportData) -> Vec<Block> {
     b.push(Block::Title(TITLE.to_owned()));
     b.push(Block::Strong(format!("Téléexpertise {}", d.thread_id)));
     match d.answered_at {
-        Some(at) => b.push(Block::Line(format!("Réalisée le {}.", date(at, tz)))),
+        // R6316-4 asks for the date and time of the act: the first expert answer.
+        Some(at) => b.push(Block::Line(format!(
+            "Réalisée {}.",
+            le_date_a_heure(at, tz)
+        ))),
         None => b.push(Block::Line(
             "Non réalisée : aucune réponse d'expert.".to_owned(),
         )),

@@ -150,11 +150,12 @@ fn layout(blocks: &[Block], regular: &Metrics, bold: &Metrics) -> Vec<Placed> {
         let text = printable(text, m);
         let lines = wrap(&text, m, size, max_w);
         let gap = if y > 0.0 { gap_before } else { 0.0 };
-        // A heading alone at the foot of a page is useless: move it with its next two lines.
-        let keep = if matches!(block, Block::Heading(_)) {
-            gap + lead + 2.0 * BODY_LEAD
-        } else {
-            gap + lead
+        // A heading or a message's author line alone at the foot of a page is useless: move it
+        // with what follows it.
+        let keep = match block {
+            Block::Heading(_) => gap + lead + 2.0 * BODY_LEAD,
+            Block::Strong(_) => gap + lead + BODY_LEAD,
+            _ => gap + lead,
         };
         if y > 0.0 && y + keep > area_h {
             page += 1;

@@ -93,7 +93,7 @@ fn text_holds_every_required_element() {
     for needle in [
         "Compte-rendu de téléexpertise",
         "TE-2024-000042",
-        "Réalisée le 15/07/2024",
+        "Réalisée le 15/07/2024 à 16h08.",
         "Adressée au réseau CHR Metz-Thionville (catégorie Maladies infectieuses) le 15/07/2024",
         "ZÉBULON Joséphine, femme née le 23/01/1991",
         "NIR : 2 91 01 57 463 101 23",

@@ -26,6 +26,9 @@ CREATE TABLE inbound (
 CREATE UNIQUE INDEX inbound_sha256 ON inbound (sha256);
 CREATE INDEX inbound_message_id ON inbound (message_id);
 CREATE INDEX inbound_outcome ON inbound (outcome);
+CREATE INDEX inbound_thread ON inbound (thread_id);
+-- committed but not yet moved out of INBOX (crash recovery)
+CREATE INDEX inbound_unmoved ON inbound (id) WHERE destination IS NOT NULL AND moved_at IS NULL;
 
 CREATE TABLE thread_counters (
     year  INTEGER PRIMARY KEY,
@@ -48,6 +51,7 @@ CREATE TABLE threads (
 );
 CREATE INDEX threads_status ON threads (status);
 CREATE INDEX threads_updated ON threads (updated_at);
+CREATE INDEX threads_created ON threads (created_at);
 
 -- Every message of a thread, in or out, for threads show and the compte-rendu.
 CREATE TABLE thread_messages (
@@ -90,7 +94,8 @@ CREATE TABLE outbox (
     failed_at       TEXT
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
-CREATE INDEX outbox_message_id ON outbox (message_id);
+CREATE UNIQUE INDEX outbox_message_id ON outbox (message_id);
+CREATE INDEX outbox_thread ON outbox (thread_id);
 
 -- Recipient certificates learned from verified signatures.
 CREATE TABLE recipient_certs (
@@ -120,5 +125,7 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash      TEXT NOT NULL
 );
+-- A row's predecessor is unique: the chain cannot fork, even under a faulty appender.
+CREATE UNIQUE INDEX audit_prev_hash ON audit (prev_hash);
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;

@@ -4,6 +4,9 @@
 //! colon or a trailing `(s)`/`(e)`; a label at the start of a line with its value and no colon
 //! counts too; a value runs over the following lines until the next known label. On top of that,
 //! for what GPs really send:
+//! - without a colon, only a field's main label or a several-word alias counts (`Né le …`,
+//!   `Fonction rénale récente 30-60`, not `Terrain favorable…`), never one whose field is
+//!   already filled, and never when the rest of the line holds a `Label :` of its own;
 //! - a signature separator (`--`), a closing formula alone on its line (`Cordialement`,
 //!   `Bien confraternellement`…), or a `>` quoted line ends the value being read; the lines after
 //!   it are ignored until the next label;
@@ -28,30 +31,59 @@ enum Target {
     Category,
 }
 
+struct Entry {
+    label: Vec<char>,
+    target: Target,
+    /// May be followed by its value without a colon.
+    loose: bool,
+}
+
+/// How a label line was written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// `Label : value`, or the label alone on its line.
+    Explicit,
+    /// `Label value`, no colon.
+    Loose,
+}
+
 struct LabelIndex {
     /// Folded labels, longest first so `Nom de naissance` wins over `Nom`.
-    entries: Vec<(Vec<char>, Target)>,
+    entries: Vec<Entry>,
 }
 
 impl LabelIndex {
     fn new(template: &FormTemplate) -> LabelIndex {
-        let mut entries: Vec<(Vec<char>, Target)> = template
+        let mut entries: Vec<Entry> = template
             .fields
             .iter()
             .enumerate()
             .flat_map(|(i, f)| {
-                f.labels()
-                    .map(move |l| (fold(l).chars().collect(), Target::Field(i)))
+                f.labels().enumerate().map(move |(n, l)| {
+                    let label: Vec<char> = fold(l).chars().collect();
+                    // Without a colon, only a main label or a several-word alias: a one-word
+                    // alias (`Terrain`, `Résultats`) starts too many sentences.
+                    let loose = n == 0 || label.contains(&' ');
+                    Entry {
+                        label,
+                        target: Target::Field(i),
+                        loose,
+                    }
+                })
             })
             .collect();
-        entries.push((fold(CATEGORY_LABEL).chars().collect(), Target::Category));
-        entries.retain(|(l, _)| !l.is_empty());
-        entries.sort_by_key(|(l, _)| std::cmp::Reverse(l.len()));
+        entries.push(Entry {
+            label: fold(CATEGORY_LABEL).chars().collect(),
+            target: Target::Category,
+            loose: true,
+        });
+        entries.retain(|e| !e.label.is_empty());
+        entries.sort_by_key(|e| std::cmp::Reverse(e.label.len()));
         LabelIndex { entries }
     }
 
     /// A known label at the start of `line`: which one, and the byte offset where its value starts.
-    fn match_line(&self, line: &str) -> Option<(Target, usize)> {
+    fn match_line(&self, line: &str) -> Option<(Target, usize, Written)> {
         let f = fold_with_map(line);
         let c = &f.chars;
         // List bullets GPs put in front of fields.
@@ -59,7 +91,12 @@ impl LabelIndex {
         if c.len() > 1 && matches!(c[0], '-' | '•' | '–' | '·') && c[1] == ' ' {
             off = 2;
         }
-        for (label, target) in &self.entries {
+        for Entry {
+            label,
+            target,
+            loose,
+        } in &self.entries
+        {
             let p = off + label.len();
             if c.len() < p || c[off..p] != label[..] {
                 continue;
@@ -86,10 +123,13 @@ impl LabelIndex {
                 }
             }
             if q < c.len() && matches!(c[q], ':' | '：') {
-                return Some((*target, f.ends[q]));
+                return Some((*target, f.ends[q], Written::Explicit));
             }
             if p == c.len() {
-                return Some((*target, line.len())); // The label alone; the value follows.
+                return Some((*target, line.len(), Written::Explicit)); // The label alone.
+            }
+            if !loose {
+                continue;
             }
             // Without a colon the rest is the value, unless it holds a `Label :` of its own
             // (`Nom du germe : …` is not the `Nom` field).
@@ -97,18 +137,23 @@ impl LabelIndex {
             if rest.contains(" :") || rest.contains(": ") || rest.ends_with(':') {
                 continue;
             }
-            return Some((*target, f.ends[p]));
+            return Some((*target, f.ends[p], Written::Loose));
         }
         None
     }
 }
 
-/// A line that ends the value being read: signature separator, closing formula, quoted line.
+/// A line that ends the value being read: signature separator, closing formula, quoted line,
+/// the blank form's header.
 fn is_value_stop(line: &str) -> bool {
     if line.trim_end() == "--" || line.trim_start().starts_with('>') {
         return true;
     }
     let folded = fold(line);
+    // The header line of our own blank form, pasted with it.
+    if folded.starts_with("les champs marques") {
+        return true;
+    }
     let folded = folded.trim_end_matches(['.', ',', '!', ' ']);
     const CLOSINGS: [&str; 13] = [
         "cordialement",
@@ -146,9 +191,12 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         if let Some((target, value_lines)) = current.take() {
             let value = clean_value(&value_lines);
             match target {
+                // One line: the routing word, not a paragraph.
                 Target::Category => {
-                    if category.is_none() && !value.is_empty() {
-                        category = Some(value);
+                    if category.is_none()
+                        && let Some(first) = value.lines().map(str::trim).find(|l| !l.is_empty())
+                    {
+                        category = Some(first.to_string());
                     }
                 }
                 Target::Field(i) => {
@@ -165,7 +213,12 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
             flush(&mut current, &mut copies);
             continue;
         }
-        if let Some((target, start)) = index.match_line(line) {
+        let matched = index.match_line(line).filter(|(target, _, written)| {
+            // A loose label already filled is a sentence of the current value, not a new copy.
+            let filled = |i: usize| copies.last().is_some_and(|c| c[i].is_some());
+            !(*written == Written::Loose && matches!(target, Target::Field(i) if filled(*i)))
+        });
+        if let Some((target, start, _)) = matched {
             flush(&mut current, &mut copies);
             if let Target::Field(i) = target
                 && copies.last().is_some_and(|c| c[i].is_some())

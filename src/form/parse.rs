@@ -137,7 +137,13 @@ impl LabelIndex {
             if rest.contains(" :") || rest.contains(": ") || rest.ends_with(':') {
                 continue;
             }
-            return Some((*target, f.ends[p], Written::Loose));
+            // `Sexe - F`, `Fonction rénale = 30-60`: a dash or equals sign as separator.
+            // `ends[v]` is just after the space at `v`, where the value starts.
+            let mut v = p;
+            if p + 2 < c.len() && matches!(c[p + 1], '-' | '–' | '=') && c[p + 2] == ' ' {
+                v = p + 2;
+            }
+            return Some((*target, f.ends[v], Written::Loose));
         }
         None
     }
@@ -146,7 +152,13 @@ impl LabelIndex {
 /// A line that ends the value being read: signature separator, closing formula, quoted line,
 /// the blank form's header.
 fn is_value_stop(line: &str) -> bool {
-    if line.trim_end() == "--" || line.trim_start().starts_with('>') {
+    if line.trim_end() == "--" {
+        return true;
+    }
+    // A quoted line, but not a value such as `> 60` (renal function) on its own line.
+    if let Some(rest) = line.trim_start().strip_prefix('>')
+        && !rest.trim_start().starts_with(|c: char| c.is_ascii_digit())
+    {
         return true;
     }
     let folded = fold(line);

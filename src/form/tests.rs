@@ -378,6 +378,18 @@ fn loose_labels_do_not_split_free_text() {
 }
 
 #[test]
+fn loose_separators_and_comparison_values() {
+    let t = infectio();
+    let text = format!(
+        "{IDENTITY}Fonction rénale récente :\n> 60\nPatient actuellement en structure hospitalière - non\nQuestion posée : traitement ?"
+    );
+    let p = parse_form(&t, &text, date(TODAY));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("fonction_renale"), Some("> 60"));
+    assert_eq!(p.get("hospitalise"), Some("non"));
+}
+
+#[test]
 fn quoted_lines_end_a_value() {
     let p = common(&format!(
         "{IDENTITY}Question posée : quel traitement ?\n> Nom : AUTRE\n> ancienne question\n"

@@ -472,6 +472,16 @@ fn debug_never_shows_patient_data() {
 }
 
 #[test]
+fn html_table_form() {
+    let html = "<table><tr><td>Nom</td><td>DUPONT</td></tr><tr><td>Prénom :</td><td>Jeanne</td></tr>\
+                <tr><td>Sexe</td><td>F</td></tr><tr><td>Née le</td><td>23/01/1991</td></tr>\
+                <tr><td>Consentement</td><td>oui</td></tr><tr><td>Question posée</td><td>Traiter ?</td></tr></table>";
+    let p = common(&html_to_text(html));
+    assert!(p.is_valid(), "{:?} in {}", messages(&p), html_to_text(html));
+    assert_eq!(p.get("question"), Some("Traiter ?"));
+}
+
+#[test]
 fn html_body_then_parse() {
     let p = fixture("html_only.html");
     assert!(p.is_valid(), "{:?}", messages(&p));

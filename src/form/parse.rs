@@ -256,7 +256,7 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         .min_by_key(|(_, (_, problems))| problems.len())
         .map(|(i, _)| i)
         .unwrap_or(0);
-    let conflict = patients_differ(template, &copies);
+    let conflict = patients_differ(&checked);
     let (fields, mut problems) = checked.into_iter().nth(best).unwrap_or_default();
     if conflict {
         problems.insert(
@@ -299,28 +299,24 @@ fn clean_value(lines: &[&str]) -> String {
 }
 
 /// Identity fields of two copies disagree: two patients in one message.
-fn patients_differ(template: &FormTemplate, copies: &[FormCopy]) -> bool {
+fn patients_differ(checked: &[(Vec<FieldValue>, Vec<FormProblem>)]) -> bool {
     const IDENTITY: [&str; 5] = ["birth_name", "first_names", "sex", "birth_date", "nir"];
+    // Canonical values (`F` for `Femme`), then case, accents and punctuation ignored.
     let norm = |s: &str| {
         fold(s)
             .chars()
             .filter(|c| c.is_alphanumeric())
             .collect::<String>()
     };
-    template
-        .fields
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| IDENTITY.contains(&f.key.as_str()))
-        .any(|(i, _)| {
-            let values: Vec<String> = copies
-                .iter()
-                .filter_map(|c| c[i].as_deref())
-                .map(norm)
-                .filter(|v| !v.is_empty())
-                .collect();
-            values.windows(2).any(|w| w[0] != w[1])
-        })
+    IDENTITY.iter().any(|key| {
+        let values: Vec<String> = checked
+            .iter()
+            .filter_map(|(fields, _)| fields.iter().find(|f| f.key == *key))
+            .map(|f| norm(&f.value))
+            .filter(|v| !v.is_empty())
+            .collect();
+        values.windows(2).any(|w| w[0] != w[1])
+    })
 }
 
 fn problem(spec: &FieldSpec, message: String) -> FormProblem {

@@ -141,6 +141,9 @@ fn seed_case_2_request_for_the_expert() {
     assert_eq!(req.patient_display_name(), "NEM Carl");
     assert_eq!(req.patient.sex, Sex::M);
     assert_eq!(req.patient.birth_date, date("1945-03-12"));
+    assert_eq!(req.patient.age_on(date("2024-10-14")), 79);
+    assert_eq!(req.patient.age_on(date("2025-03-11")), 79);
+    assert_eq!(req.patient.age_on(date("2025-03-12")), 80);
     assert_eq!(
         req.patient.nir.as_ref().map(Nir::as_str),
         Some("145036748204506")
@@ -387,6 +390,18 @@ fn loose_separators_and_comparison_values() {
     assert!(p.is_valid(), "{:?}", messages(&p));
     assert_eq!(p.get("fonction_renale"), Some("> 60"));
     assert_eq!(p.get("hospitalise"), Some("non"));
+}
+
+#[test]
+fn same_patient_written_differently_is_not_a_conflict() {
+    let first = IDENTITY
+        .replace("Sexe : F", "Sexe : Femme")
+        .replace("DUPONT", "Dupont");
+    let p = common(&format!(
+        "{first}Question posée :\n\n{IDENTITY}Question posée : traitement ?"
+    ));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("birth_name"), Some("DUPONT"));
 }
 
 #[test]

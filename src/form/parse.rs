@@ -244,6 +244,9 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         // Text before the first label (greetings) belongs to no field.
     }
     flush(&mut current, &mut copies);
+    for copy in &mut copies {
+        split_birth_place(template, copy);
+    }
 
     let checked: Vec<(Vec<FieldValue>, Vec<FormProblem>)> = copies
         .iter()
@@ -276,6 +279,27 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         problems,
         category,
     }
+}
+
+/// `Né le 23/01/1991 à Metz`: the place goes to `birth_place` (unless given on its own line),
+/// so the date still parses.
+fn split_birth_place(template: &FormTemplate, copy: &mut FormCopy) {
+    let index = |key: &str| template.fields.iter().position(|f| f.key == key);
+    let (Some(d), Some(p)) = (index("birth_date"), index("birth_place")) else {
+        return;
+    };
+    let Some(value) = copy[d].clone() else { return };
+    let Some((date, place)) = value.split_once(" à ").or_else(|| value.split_once(" a ")) else {
+        return;
+    };
+    let (date, place) = (date.trim(), place.trim());
+    if parse_date(date).is_none() || place.is_empty() {
+        return;
+    }
+    if copy[p].as_deref().is_none_or(str::is_empty) {
+        copy[p] = Some(place.to_string());
+    }
+    copy[d] = Some(date.to_string());
 }
 
 /// Lines joined, blank lines at both ends and trailing spaces removed; a value made only of

@@ -405,6 +405,23 @@ fn same_patient_written_differently_is_not_a_conflict() {
 }
 
 #[test]
+fn birth_place_after_the_date() {
+    let p = common(&format!("{IDENTITY}Question posée : traitement ?").replace(
+        "Date de naissance : 23/01/1991",
+        "Née le 23/01/1991 à Metz (57)",
+    ));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("birth_date"), Some("23/01/1991"));
+    assert_eq!(p.get("birth_place"), Some("Metz (57)"));
+    let p = common(
+        &format!("{IDENTITY}Lieu de naissance : Thionville\nQuestion posée : traitement ?")
+            .replace("23/01/1991", "23/01/1991 à Metz"),
+    );
+    assert_eq!(p.get("birth_place"), Some("Thionville"));
+    assert_eq!(p.get("birth_date"), Some("23/01/1991"));
+}
+
+#[test]
 fn quoted_lines_end_a_value() {
     let p = common(&format!(
         "{IDENTITY}Question posée : quel traitement ?\n> Nom : AUTRE\n> ancienne question\n"

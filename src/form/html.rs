@@ -73,7 +73,8 @@ const WIDTH: usize = 10_000;
 pub fn html_to_text(html: &str) -> String {
     let rendered = html2text::config::with_decorator(FormDecorator)
         .allow_width_overflow()
-        .no_table_borders()
+        // One cell per line: a `Label | value` table becomes a label line then its value.
+        .raw_mode(true)
         .string_from_read(html.as_bytes(), WIDTH);
     let text = match rendered {
         Ok(t) => t,

@@ -137,7 +137,13 @@ impl LabelIndex {
             if rest.contains(" :") || rest.contains(": ") || rest.ends_with(':') {
                 continue;
             }
-            return Some((*target, f.ends[p], Written::Loose));
+            // `Sexe - F`, `Fonction rénale = 30-60`: a dash or equals sign as separator.
+            // `ends[v]` is just after the space at `v`, where the value starts.
+            let mut v = p;
+            if p + 2 < c.len() && matches!(c[p + 1], '-' | '–' | '=') && c[p + 2] == ' ' {
+                v = p + 2;
+            }
+            return Some((*target, f.ends[v], Written::Loose));
         }
         None
     }
@@ -146,7 +152,13 @@ impl LabelIndex {
 /// A line that ends the value being read: signature separator, closing formula, quoted line,
 /// the blank form's header.
 fn is_value_stop(line: &str) -> bool {
-    if line.trim_end() == "--" || line.trim_start().starts_with('>') {
+    if line.trim_end() == "--" {
+        return true;
+    }
+    // A quoted line, but not a value such as `> 60` (renal function) on its own line.
+    if let Some(rest) = line.trim_start().strip_prefix('>')
+        && !rest.trim_start().starts_with(|c: char| c.is_ascii_digit())
+    {
         return true;
     }
     let folded = fold(line);
@@ -232,6 +244,9 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         // Text before the first label (greetings) belongs to no field.
     }
     flush(&mut current, &mut copies);
+    for copy in &mut copies {
+        split_birth_place(template, copy);
+    }
 
     let checked: Vec<(Vec<FieldValue>, Vec<FormProblem>)> = copies
         .iter()
@@ -244,7 +259,7 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         .min_by_key(|(_, (_, problems))| problems.len())
         .map(|(i, _)| i)
         .unwrap_or(0);
-    let conflict = patients_differ(template, &copies);
+    let conflict = patients_differ(&checked);
     let (fields, mut problems) = checked.into_iter().nth(best).unwrap_or_default();
     if conflict {
         problems.insert(
@@ -264,6 +279,27 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         problems,
         category,
     }
+}
+
+/// `Né le 23/01/1991 à Metz`: the place goes to `birth_place` (unless given on its own line),
+/// so the date still parses.
+fn split_birth_place(template: &FormTemplate, copy: &mut FormCopy) {
+    let index = |key: &str| template.fields.iter().position(|f| f.key == key);
+    let (Some(d), Some(p)) = (index("birth_date"), index("birth_place")) else {
+        return;
+    };
+    let Some(value) = copy[d].clone() else { return };
+    let Some((date, place)) = value.split_once(" à ").or_else(|| value.split_once(" a ")) else {
+        return;
+    };
+    let (date, place) = (date.trim(), place.trim());
+    if parse_date(date).is_none() || place.is_empty() {
+        return;
+    }
+    if copy[p].as_deref().is_none_or(str::is_empty) {
+        copy[p] = Some(place.to_string());
+    }
+    copy[d] = Some(date.to_string());
 }
 
 /// Lines joined, blank lines at both ends and trailing spaces removed; a value made only of
@@ -287,28 +323,24 @@ fn clean_value(lines: &[&str]) -> String {
 }
 
 /// Identity fields of two copies disagree: two patients in one message.
-fn patients_differ(template: &FormTemplate, copies: &[FormCopy]) -> bool {
+fn patients_differ(checked: &[(Vec<FieldValue>, Vec<FormProblem>)]) -> bool {
     const IDENTITY: [&str; 5] = ["birth_name", "first_names", "sex", "birth_date", "nir"];
+    // Canonical values (`F` for `Femme`), then case, accents and punctuation ignored.
     let norm = |s: &str| {
         fold(s)
             .chars()
             .filter(|c| c.is_alphanumeric())
             .collect::<String>()
     };
-    template
-        .fields
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| IDENTITY.contains(&f.key.as_str()))
-        .any(|(i, _)| {
-            let values: Vec<String> = copies
-                .iter()
-                .filter_map(|c| c[i].as_deref())
-                .map(norm)
-                .filter(|v| !v.is_empty())
-                .collect();
-            values.windows(2).any(|w| w[0] != w[1])
-        })
+    IDENTITY.iter().any(|key| {
+        let values: Vec<String> = checked
+            .iter()
+            .filter_map(|(fields, _)| fields.iter().find(|f| f.key == *key))
+            .map(|f| norm(&f.value))
+            .filter(|v| !v.is_empty())
+            .collect();
+        values.windows(2).any(|w| w[0] != w[1])
+    })
 }
 
 fn problem(spec: &FieldSpec, message: String) -> FormProblem {

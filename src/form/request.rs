@@ -69,6 +69,13 @@ impl fmt::Debug for RequestForm {
     }
 }
 
+impl Patient {
+    /// Age in whole years on `day` (the expert reads "homme, 79 ans").
+    pub fn age_on(&self, day: NaiveDate) -> u32 {
+        day.years_since(self.birth_date).unwrap_or(0)
+    }
+}
+
 impl RequestForm {
     /// `DUPONT Jeanne`: birth name in capitals (the identity reference, as for the INS) then
     /// first names as written.

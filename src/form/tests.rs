@@ -141,6 +141,9 @@ fn seed_case_2_request_for_the_expert() {
     assert_eq!(req.patient_display_name(), "NEM Carl");
     assert_eq!(req.patient.sex, Sex::M);
     assert_eq!(req.patient.birth_date, date("1945-03-12"));
+    assert_eq!(req.patient.age_on(date("2024-10-14")), 79);
+    assert_eq!(req.patient.age_on(date("2025-03-11")), 79);
+    assert_eq!(req.patient.age_on(date("2025-03-12")), 80);
     assert_eq!(
         req.patient.nir.as_ref().map(Nir::as_str),
         Some("145036748204506")
@@ -378,6 +381,47 @@ fn loose_labels_do_not_split_free_text() {
 }
 
 #[test]
+fn loose_separators_and_comparison_values() {
+    let t = infectio();
+    let text = format!(
+        "{IDENTITY}Fonction rénale récente :\n> 60\nPatient actuellement en structure hospitalière - non\nQuestion posée : traitement ?"
+    );
+    let p = parse_form(&t, &text, date(TODAY));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("fonction_renale"), Some("> 60"));
+    assert_eq!(p.get("hospitalise"), Some("non"));
+}
+
+#[test]
+fn same_patient_written_differently_is_not_a_conflict() {
+    let first = IDENTITY
+        .replace("Sexe : F", "Sexe : Femme")
+        .replace("DUPONT", "Dupont");
+    let p = common(&format!(
+        "{first}Question posée :\n\n{IDENTITY}Question posée : traitement ?"
+    ));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("birth_name"), Some("DUPONT"));
+}
+
+#[test]
+fn birth_place_after_the_date() {
+    let p = common(&format!("{IDENTITY}Question posée : traitement ?").replace(
+        "Date de naissance : 23/01/1991",
+        "Née le 23/01/1991 à Metz (57)",
+    ));
+    assert!(p.is_valid(), "{:?}", messages(&p));
+    assert_eq!(p.get("birth_date"), Some("23/01/1991"));
+    assert_eq!(p.get("birth_place"), Some("Metz (57)"));
+    let p = common(
+        &format!("{IDENTITY}Lieu de naissance : Thionville\nQuestion posée : traitement ?")
+            .replace("23/01/1991", "23/01/1991 à Metz"),
+    );
+    assert_eq!(p.get("birth_place"), Some("Thionville"));
+    assert_eq!(p.get("birth_date"), Some("23/01/1991"));
+}
+
+#[test]
 fn quoted_lines_end_a_value() {
     let p = common(&format!(
         "{IDENTITY}Question posée : quel traitement ?\n> Nom : AUTRE\n> ancienne question\n"
@@ -457,6 +501,16 @@ fn debug_never_shows_patient_data() {
     }
     let bad = fixture("invalid_date.txt");
     assert!(!format!("{bad:?}").contains("31/02/1990"));
+}
+
+#[test]
+fn html_table_form() {
+    let html = "<table><tr><td>Nom</td><td>DUPONT</td></tr><tr><td>Prénom :</td><td>Jeanne</td></tr>\
+                <tr><td>Sexe</td><td>F</td></tr><tr><td>Née le</td><td>23/01/1991</td></tr>\
+                <tr><td>Consentement</td><td>oui</td></tr><tr><td>Question posée</td><td>Traiter ?</td></tr></table>";
+    let p = common(&html_to_text(html));
+    assert!(p.is_valid(), "{:?} in {}", messages(&p), html_to_text(html));
+    assert_eq!(p.get("question"), Some("Traiter ?"));
 }
 
 #[test]

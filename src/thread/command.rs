@@ -32,11 +32,13 @@ impl Command {
     }
 }
 
-/// Finds the first command line in `text`, which should already be stripped of quoted history
-/// (`strip_quoted`), so a command quoted from an earlier message is not obeyed again. `>` lines
-/// are skipped anyway. A command must be alone on its line (a `#clore` inside a sentence is
-/// text); case and accents do not matter (`#Transférer infectio`).
+/// Finds the first command line in the new text of a message: quoted history is stripped first
+/// (`strip_quoted`), so a command quoted from an earlier message is not obeyed again, and the
+/// remaining text (for `#clore`, the final answer) holds no history either. A command must be
+/// alone on its line (a `#clore` inside a sentence is text); case and accents do not matter
+/// (`#Transférer infectio`).
 pub fn parse_command(text: &str) -> Option<ParsedCommand> {
+    let text = super::quote::strip_quoted(text);
     let lines: Vec<&str> = text.lines().collect();
     let (at, command) = lines.iter().enumerate().find_map(|(i, l)| {
         if l.trim_start().starts_with('>') {
@@ -129,7 +131,27 @@ mod tests {
         assert_eq!(cmd("#transferer a b"), None);
         assert_eq!(cmd("#closer"), None);
         assert_eq!(cmd("> #clore\nmerci"), None);
+        assert_eq!(
+            cmd("Merci.\n\nLe 14/10/2024 à 16:08, Dr Ruch a écrit :\n> #clore\n> Réponse"),
+            None
+        );
+        assert_eq!(
+            cmd("Merci.\n-----Message d'origine-----\n#clore\nRéponse"),
+            None
+        );
         assert_eq!(cmd(""), None);
+    }
+
+    #[test]
+    fn final_answer_without_history() {
+        let text = "#clore\nPas de traitement si asymptomatique.\n\nLe 15/07/2024 à 16:04, Dr X a écrit :\n> Bonjour\n> Merci";
+        assert_eq!(
+            cmd(text),
+            Some((
+                Command::Clore,
+                "Pas de traitement si asymptomatique.".into()
+            ))
+        );
     }
 
     #[test]

@@ -12,9 +12,13 @@ pub(crate) fn quote_start(lines: &[&str]) -> Option<usize> {
 fn boundary_at(lines: &[&str], i: usize) -> Option<usize> {
     let line = lines[i].trim();
     let lower = line.to_lowercase();
-    if lower.starts_with("-----")
-        && (lower.contains("message d'origine") || lower.contains("original message"))
-    {
+    let separator = [
+        "message d'origine",
+        "original message",
+        "message original",
+        "message transféré",
+    ];
+    if lower.starts_with("-----") && separator.iter().any(|s| lower.contains(s)) {
         return Some(i);
     }
     if attribution(lines, i) {
@@ -58,8 +62,7 @@ fn is_header(lower: &str, names: &[&str]) -> bool {
 fn attribution(lines: &[&str], i: usize) -> bool {
     let line = lines[i].trim();
     let lower = line.to_lowercase();
-    let has_digit = line.chars().any(|c| c.is_ascii_digit());
-    if !has_digit || line.chars().count() > 300 {
+    if line.chars().count() > 300 {
         return false;
     }
     let joined = match lines.get(i + 1) {
@@ -80,13 +83,38 @@ fn attribution(lines: &[&str], i: usize) -> bool {
             .get(i + 1)
             .is_some_and(|n| n.trim().to_lowercase().starts_with(w))
     };
+    // Clients put the time in (`à 10:56`); a sentence such as `Le 12/10 le labo a écrit :`
+    // has none and stays the sender's text.
+    let (one, two) = (has_time(&lower), has_time(&joined));
     if lower.starts_with("le ") {
-        return fr_end(&lower) || (fr_end(&joined) && !next_starts("le "));
+        return (one && fr_end(&lower)) || (two && fr_end(&joined) && !next_starts("le "));
     }
     if lower.starts_with("on ") {
-        return en_end(&lower) || (en_end(&joined) && !next_starts("on "));
+        return (one && en_end(&lower)) || (two && en_end(&joined) && !next_starts("on "));
     }
     false
+}
+
+/// `10:56`, `9:05`, `10h56`, `10 h 56`.
+fn has_time(line: &str) -> bool {
+    let c: Vec<char> = line.chars().collect();
+    (1..c.len()).any(|i| {
+        if !c[i - 1].is_ascii_digit() {
+            return false;
+        }
+        let mut j = i;
+        while j < c.len() && c[j] == ' ' {
+            j += 1;
+        }
+        if j >= c.len() || !matches!(c[j], ':' | 'h') {
+            return false;
+        }
+        j += 1;
+        while j < c.len() && c[j] == ' ' {
+            j += 1;
+        }
+        j + 1 < c.len() && c[j].is_ascii_digit() && c[j + 1].is_ascii_digit()
+    })
 }
 
 /// The new text of a reply: quoted history removed, own text (inline answers included) kept.
@@ -179,10 +207,17 @@ mod tests {
 
     #[test]
     fn own_text_is_untouched() {
-        let t = "De : mon point de vue, il faut traiter.\nLe patient a écrit : rien.\n\nCordialement\n-- \nDr Ruch\n\n\n";
+        let t = "De : mon point de vue, il faut traiter.\nLe patient a écrit : rien.\nLe 12/10 le labo a écrit :\nE. coli BLSE\n\nCordialement\n-- \nDr Ruch\n\n\n";
         assert_eq!(
             strip_quoted(t),
-            "De : mon point de vue, il faut traiter.\nLe patient a écrit : rien.\n\nCordialement\n-- \nDr Ruch"
+            "De : mon point de vue, il faut traiter.\nLe patient a écrit : rien.\nLe 12/10 le labo a écrit :\nE. coli BLSE\n\nCordialement\n-- \nDr Ruch"
         );
+        let t = "Vu.\n\n-------- Message transféré --------\nSujet : x";
+        assert_eq!(strip_quoted(t), "Vu.");
+        assert!(has_time("Le 14 oct. 2024 à 10 h 56, X a écrit :"));
+        let t = "Vu.\nLe lun. 14 oct. 2024\nà 10:56, X <x@y.fr> a écrit :\n> old";
+        assert_eq!(strip_quoted(t), "Vu.");
+        assert!(has_time("On Mon, Oct 14, 2024 at 9:05 AM X wrote:"));
+        assert!(!has_time("Le 12/10 le labo a écrit :"));
     }
 }

@@ -416,6 +416,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_busy_is_transient() {
+        let (store, _dir) = testutil::sqlite_store(2).await;
+        let mut holder = store.begin().await.unwrap();
+        store.next_thread_seq(&mut holder, 2026).await.unwrap();
+        let mut other = store.pool().acquire().await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let err = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .ctx("starting a transaction")
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(!err.is_unique_violation());
+        holder.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn memory_database_works() {
         let store = Store::connect("sqlite::memory:", 5).await.unwrap();
         store.migrate().await.unwrap();

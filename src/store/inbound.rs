@@ -245,6 +245,12 @@ impl Store {
         id: i64,
         outcome: &InboundOutcome<'_>,
     ) -> Result<()> {
+        if outcome.outcome.is_empty() {
+            return Err(StoreError::Invalid {
+                what: "inbound outcome",
+                detail: format!("empty outcome for inbound message #{id}"),
+            });
+        }
         let done = sqlx::query(
             "UPDATE inbound SET outcome = $2, reason = $3, detail = $4, thread_id = $5, \
              destination = $6 WHERE id = $1",

@@ -241,11 +241,6 @@ pub fn normalize_message_id(raw: &str) -> Option<String> {
     }
 }
 
-/// Lower-cased, trimmed e-mail address: the key of certificates and rate limits.
-pub(crate) fn address_key(address: &str) -> String {
-    address.trim().to_lowercase()
-}
-
 /// Masks the password of a URL (`postgres://user:***@host/db`) for logs and errors.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {

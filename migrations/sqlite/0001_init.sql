@@ -21,7 +21,9 @@ CREATE TABLE inbound (
     thread_id     TEXT,
     -- IMAP folder the message was (or must be) moved to; NULL while unknown
     destination   TEXT,
-    moved_at      TEXT
+    moved_at      TEXT,
+    -- retention: raw bytes wiped (the row stays as a dedupe tombstone)
+    purged_at     TEXT
 );
 CREATE UNIQUE INDEX inbound_sha256 ON inbound (sha256);
 CREATE INDEX inbound_message_id ON inbound (message_id);

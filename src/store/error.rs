@@ -114,11 +114,17 @@ impl StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(e) => matches!(
-                e.code().as_deref(),
-                // SQLITE_BUSY, SQLITE_LOCKED (and their extended codes), PG 40001 / 40P01
-                Some("5" | "6" | "261" | "517" | "262" | "40001" | "40P01")
-            ),
+            sqlx::Error::Database(e) => {
+                let code = e.code().unwrap_or_default();
+                if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+                    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                } else {
+                    // Serialization failure, deadlock, connection exceptions, admin shutdown.
+                    matches!(&*code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                        || code.starts_with("08")
+                }
+            }
             _ => false,
         }
     }

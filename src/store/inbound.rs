@@ -85,6 +85,8 @@ pub struct InboundMeta {
     pub destination: Option<String>,
     /// When the IMAP MOVE was confirmed.
     pub moved_at: Option<DateTime<Utc>>,
+    /// When retention wiped the raw bytes (the row stays, so the message is never taken again).
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// A whole inbound row, raw bytes included.
@@ -132,7 +134,7 @@ pub struct InboundOutcome<'a> {
 macro_rules! meta_cols {
     () => {
         "id, received_at, mailbox, uidvalidity, uid, message_id, sha256, size, from_addr, \
-         outcome, reason, detail, thread_id, destination, moved_at"
+         outcome, reason, detail, thread_id, destination, moved_at, purged_at"
     };
 }
 
@@ -153,6 +155,7 @@ fn meta_from_row(row: &AnyRow) -> Result<InboundMeta> {
         thread_id: col(row, "thread_id")?,
         destination: col(row, "destination")?,
         moved_at: col_ts_opt(row, "moved_at")?,
+        purged_at: col_ts_opt(row, "purged_at")?,
     })
 }
 
@@ -242,6 +245,12 @@ impl Store {
         id: i64,
         outcome: &InboundOutcome<'_>,
     ) -> Result<()> {
+        if outcome.outcome.is_empty() {
+            return Err(StoreError::Invalid {
+                what: "inbound outcome",
+                detail: format!("empty outcome for inbound message #{id}"),
+            });
+        }
         let done = sqlx::query(
             "UPDATE inbound SET outcome = $2, reason = $3, detail = $4, thread_id = $5, \
              destination = $6 WHERE id = $1",

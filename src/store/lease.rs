@@ -20,6 +20,9 @@ use tracing::{info, warn};
 use super::error::Ctx;
 use super::{Backend, Result, Store, StoreError, redact_url};
 
+/// How long opening the dedicated lease connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a liveness check of the lease connection may take before the lease is deemed lost.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,6 +50,14 @@ fn lease_key(name: &str) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(first)
+}
+
+/// The error reported when the lease connection does not answer in time.
+fn timed_out(what: &str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timed out"),
+    ))
 }
 
 impl Lease {
@@ -109,20 +120,25 @@ impl Store {
             }));
         }
         let key = lease_key(name);
-        let mut conn =
-            AnyConnection::connect(&self.url)
-                .await
-                .map_err(|source| StoreError::Connect {
-                    backend: self.backend,
-                    url: redact_url(&self.url),
-                    source,
-                })?;
-        let got: i64 =
+        let connect = AnyConnection::connect(&self.url);
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(conn) => conn,
+            Err(_) => Err(timed_out("connecting")),
+        }
+        .map_err(|source| StoreError::Connect {
+            backend: self.backend,
+            url: redact_url(&self.url),
+            source,
+        })?;
+        let attempt =
             sqlx::query_scalar("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END")
                 .bind(key)
-                .fetch_one(&mut conn)
-                .await
-                .ctx("trying the mailbox lease")?;
+                .fetch_one(&mut conn);
+        let got: i64 = match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+            Ok(got) => got,
+            Err(_) => Err(timed_out("trying the advisory lock")),
+        }
+        .ctx("trying the mailbox lease")?;
         if got == 1 {
             info!(mailbox = %name, "mailbox lease acquired");
             Ok(Some(Lease {

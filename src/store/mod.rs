@@ -201,6 +201,15 @@ impl Store {
         .ctx("starting a transaction")
     }
 
+    /// Checks that the database answers (`check-config --connect`, watchdog).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .ctx("checking the database connection")?;
+        Ok(())
+    }
+
     /// Which backend this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -239,11 +248,6 @@ pub fn normalize_message_id(raw: &str) -> Option<String> {
     } else {
         Some(format!("<{t}>"))
     }
-}
-
-/// Lower-cased, trimmed e-mail address: the key of certificates and rate limits.
-pub(crate) fn address_key(address: &str) -> String {
-    address.trim().to_lowercase()
 }
 
 /// Masks the password of a URL (`postgres://user:***@host/db`) for logs and errors.
@@ -411,6 +415,154 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(n, 0);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_busy_is_transient() {
+        let (store, _dir) = testutil::sqlite_store(2).await;
+        let mut holder = store.begin().await.unwrap();
+        store.next_thread_seq(&mut holder, 2026).await.unwrap();
+        let mut other = store.pool().acquire().await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let err = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .ctx("starting a transaction")
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(!err.is_unique_violation());
+        holder.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn missing_sqlite_folder_is_a_connect_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nope/teleavis.db", dir.path().display());
+        let err = Store::connect(&url, 1).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Connect {
+                    backend: Backend::Sqlite,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("nope/teleavis.db"), "{err}");
+    }
+
+    /// The reliability contract: everything one message causes commits together or not at all.
+    /// A crash before the commit (the transaction dropped unfinished) leaves no trace, and the
+    /// message handled again afterwards is handled exactly once.
+    #[tokio::test]
+    async fn a_crash_before_commit_leaves_nothing_and_the_retry_counts_once() {
+        both("crash_before_commit", |store| async move {
+            let new = testutil::sample_inbound(1);
+            let now = parse_ts("2026-11-27T13:46:33.123Z").unwrap();
+            for attempt in 0..2 {
+                store.ping().await.unwrap();
+                let mut tx = store.begin().await.unwrap();
+                let inbound = store.insert_inbound(&mut tx, &new).await.unwrap();
+                let seq = store.next_thread_seq(&mut tx, 2026).await.unwrap();
+                assert_eq!(seq, 1, "a rolled-back number is given back");
+                let id = format!("TE-2026-{seq:06}");
+                let thread = ThreadRow {
+                    id: id.clone(),
+                    status: "nouvelle".into(),
+                    category: "infectio".into(),
+                    requester: "dr.a@b.mssante.fr".into(),
+                    requester_name: None,
+                    requester_rpps: None,
+                    taken_by: None,
+                    form_json: "{}".into(),
+                    previous_thread: None,
+                    created_at: now,
+                    updated_at: now,
+                    closed_at: None,
+                };
+                store.insert_thread(&mut tx, &thread).await.unwrap();
+                let out = NewOutgoing {
+                    thread_id: Some(id.clone()),
+                    kind: "ack".into(),
+                    envelope_from: "g@x.fr".into(),
+                    recipients: vec!["dr.a@b.mssante.fr".into()],
+                };
+                store
+                    .enqueue(&mut tx, &out, "x.fr", now, |mid| {
+                        Ok::<_, std::io::Error>(mid.into())
+                    })
+                    .await
+                    .unwrap();
+                let done = InboundOutcome {
+                    outcome: outcome::PROCESSED,
+                    thread_id: Some(&id),
+                    destination: Some("Traités"),
+                    ..InboundOutcome::default()
+                };
+                store
+                    .set_inbound_outcome(&mut tx, inbound, &done)
+                    .await
+                    .unwrap();
+                store
+                    .append_audit(
+                        &mut tx,
+                        "intake",
+                        "thread_opened",
+                        &id,
+                        &serde_json::json!({}),
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                if attempt == 0 {
+                    drop(tx); // the process dies here
+                    assert!(
+                        store
+                            .find_inbound_by_sha256(&new.sha256)
+                            .await
+                            .unwrap()
+                            .is_none()
+                    );
+                    assert!(store.list_threads(None, None).await.unwrap().is_empty());
+                    assert!(
+                        store
+                            .outbox_by_status(OutboxStatus::Pending)
+                            .await
+                            .unwrap()
+                            .is_empty()
+                    );
+                    assert_eq!(store.verify_audit().await.unwrap().rows, 0);
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            }
+            assert_eq!(store.list_threads(None, None).await.unwrap().len(), 1);
+            assert_eq!(
+                store
+                    .outbox_by_status(OutboxStatus::Pending)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            assert_eq!(store.unmoved().await.unwrap().len(), 1);
+            let audit = store.verify_audit().await.unwrap();
+            assert_eq!((audit.rows, audit.first_bad), (1, None));
+            // The same message fetched again is recognised.
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                store
+                    .insert_inbound(&mut tx, &new)
+                    .await
+                    .unwrap_err()
+                    .is_unique_violation()
+            );
         })
         .await;
     }

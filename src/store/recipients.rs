@@ -1,13 +1,15 @@
 //! Per-correspondent state: certificates learned from verified signatures, automatic-reply log.
 //!
-//! Addresses are keys here: they are stored trimmed and lower-cased.
+//! Addresses are keys here: they come in as [`EmailAddress`] (parsed, lower-cased) and are
+//! stored in that form.
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 use tracing::info;
 
 use super::error::Ctx;
-use super::{Result, Store, address_key, col, col_ts, ts};
+use super::{Result, Store, col, col_ts, ts};
+use crate::address::EmailAddress;
 
 impl Store {
     /// Remembers the certificate a correspondent signed with, replacing the known one only when
@@ -15,13 +17,12 @@ impl Store {
     pub async fn learn_certificate(
         &self,
         conn: &mut AnyConnection,
-        address: &str,
+        address: &EmailAddress,
         cert_der: &[u8],
         not_after: DateTime<Utc>,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let address = address_key(address);
         let done = sqlx::query(
             "INSERT INTO recipient_certs (address, cert_der, not_after, learned_at, inbound_id) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO UPDATE SET \
@@ -29,7 +30,7 @@ impl Store {
              learned_at = excluded.learned_at, inbound_id = excluded.inbound_id \
              WHERE excluded.not_after > recipient_certs.not_after",
         )
-        .bind(&address)
+        .bind(address.as_str())
         .bind(cert_der)
         .bind(ts(not_after))
         .bind(ts(now))
@@ -47,11 +48,10 @@ impl Store {
     /// The certificate (DER) known for an address and its expiry.
     pub async fn recipient_certificate(
         &self,
-        address: &str,
+        address: &EmailAddress,
     ) -> Result<Option<(Vec<u8>, DateTime<Utc>)>> {
-        let address = address_key(address);
         let row = sqlx::query("SELECT cert_der, not_after FROM recipient_certs WHERE address = $1")
-            .bind(&address)
+            .bind(address.as_str())
             .fetch_optional(&self.pool)
             .await
             .with_ctx(|| format!("reading the certificate of {address}"))?;
@@ -63,11 +63,11 @@ impl Store {
     pub async fn record_auto_reply(
         &self,
         conn: &mut AnyConnection,
-        address: &str,
+        address: &EmailAddress,
         at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query("INSERT INTO auto_replies (address, at) VALUES ($1, $2)")
-            .bind(address_key(address))
+            .bind(address.as_str())
             .bind(ts(at))
             .execute(&mut *conn)
             .await
@@ -78,11 +78,11 @@ impl Store {
     /// Automatic replies sent to `address` at or after `since`.
     pub async fn count_auto_replies_since(
         &self,
-        address: &str,
+        address: &EmailAddress,
         since: DateTime<Utc>,
     ) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM auto_replies WHERE address = $1 AND at >= $2")
-            .bind(address_key(address))
+            .bind(address.as_str())
             .bind(ts(since))
             .fetch_one(&self.pool)
             .await
@@ -94,9 +94,14 @@ impl Store {
 mod tests {
     use super::super::parse_ts;
     use super::super::testutil::both;
+    use crate::address::EmailAddress;
 
     fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
         parse_ts(s).unwrap()
+    }
+
+    fn addr(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
     }
 
     #[tokio::test]
@@ -104,7 +109,7 @@ mod tests {
         both("certs", |store| async move {
             let now = t("2026-11-27T10:00:00Z");
             let mut tx = store.begin().await.unwrap();
-            let a = "Dr.A@B.mssante.fr";
+            let a = &addr("Dr.A@B.mssante.fr");
             assert!(
                 store
                     .learn_certificate(&mut tx, a, b"v1", t("2027-01-01T00:00:00Z"), None, now)
@@ -133,7 +138,7 @@ mod tests {
             );
             tx.commit().await.unwrap();
             let (der, not_after) = store
-                .recipient_certificate("dr.a@b.mssante.fr ")
+                .recipient_certificate(&addr("<dr.a@b.mssante.fr>"))
                 .await
                 .unwrap()
                 .unwrap();
@@ -141,7 +146,13 @@ mod tests {
                 (der.as_slice(), not_after),
                 (&b"v2"[..], t("2028-01-01T00:00:00Z"))
             );
-            assert!(store.recipient_certificate("x@y").await.unwrap().is_none());
+            assert!(
+                store
+                    .recipient_certificate(&addr("x@y.fr"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         })
         .await;
     }
@@ -156,32 +167,32 @@ mod tests {
                 "2026-11-27T12:00:00Z",
             ] {
                 store
-                    .record_auto_reply(&mut tx, "A@b", t(at))
+                    .record_auto_reply(&mut tx, &addr("A@b.fr"), t(at))
                     .await
                     .unwrap();
             }
             store
-                .record_auto_reply(&mut tx, "c@d", t("2026-11-27T12:00:00Z"))
+                .record_auto_reply(&mut tx, &addr("c@d.fr"), t("2026-11-27T12:00:00Z"))
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
             assert_eq!(
                 store
-                    .count_auto_replies_since("a@b", t("2026-11-27T11:00:00Z"))
+                    .count_auto_replies_since(&addr("a@b.fr"), t("2026-11-27T11:00:00Z"))
                     .await
                     .unwrap(),
                 2
             );
             assert_eq!(
                 store
-                    .count_auto_replies_since("a@b", t("2026-11-27T00:00:00Z"))
+                    .count_auto_replies_since(&addr("a@b.fr"), t("2026-11-27T00:00:00Z"))
                     .await
                     .unwrap(),
                 3
             );
             assert_eq!(
                 store
-                    .count_auto_replies_since("x@y", t("2026-11-27T00:00:00Z"))
+                    .count_auto_replies_since(&addr("x@y.fr"), t("2026-11-27T00:00:00Z"))
                     .await
                     .unwrap(),
                 0

@@ -6,6 +6,8 @@
 //! NOTICE on stderr, unless `TELEAVIS_REQUIRE_POSTGRES=1`, which turns that into a failure.
 
 use std::future::Future;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
@@ -93,9 +95,16 @@ fn unreachable(test: &str, url: &str, why: &str) -> Option<PgDb> {
     if std::env::var("TELEAVIS_REQUIRE_POSTGRES").as_deref() == Ok("1") {
         panic!("PostgreSQL unreachable at {url} ({why}) and TELEAVIS_REQUIRE_POSTGRES=1");
     }
-    eprintln!(
-        "\n*** NOTICE: PostgreSQL unreachable at {url} ({why}), PostgreSQL tests SKIPPED ({test}) ***\n"
-    );
+    // Written to the real stderr (not `eprintln!`, which the test harness captures), once per
+    // process so that it stands out.
+    static SHOWN: AtomicBool = AtomicBool::new(false);
+    if !SHOWN.swap(true, Ordering::Relaxed) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** NOTICE: PostgreSQL unreachable at {url} ({why}), PostgreSQL tests SKIPPED \
+             (first: {test}); set TELEAVIS_REQUIRE_POSTGRES=1 to make this a failure ***\n"
+        );
+    }
     None
 }
 

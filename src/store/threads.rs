@@ -109,7 +109,7 @@ pub struct PurgeReport {
     pub threads: Vec<String>,
     /// Thread messages removed.
     pub messages: u64,
-    /// Inbound messages (raw mail) removed.
+    /// Inbound messages whose raw bytes were wiped.
     pub inbound: u64,
     /// Outbox rows (sent or failed) removed.
     pub outbox: u64,
@@ -384,10 +384,12 @@ impl Store {
     }
 
     /// Retention: removes threads closed (`terminee`, `annulee`) before `before`, with their
-    /// messages, the raw inbound mail applied to them and their sent/failed outbox rows (which
-    /// hold cleartext). A thread with outgoing mail still `pending` or `held` is kept (never lose
-    /// a message), as is inbound mail not yet moved out of INBOX. The audit trail is never
-    /// touched: one `purge` audit row records what was removed. Call inside a transaction.
+    /// messages and their sent/failed outbox rows (which hold cleartext), and wipes the raw bytes
+    /// of the inbound mail applied to them. The inbound row itself stays as a tombstone
+    /// (`purged_at`, SHA-256 and Message-ID kept, no content) so that a copy of the message
+    /// seen again is still recognised as a duplicate. A thread with outgoing mail still
+    /// `pending` or `held` is kept (never lose a message). The audit trail is never touched:
+    /// one `purge` audit row records what was removed. Call inside a transaction.
     pub async fn purge_closed_before(
         &self,
         conn: &mut AnyConnection,
@@ -408,33 +410,25 @@ impl Store {
 
         let mut report = PurgeReport::default();
         for thread in &threads {
-            let inbound: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM inbound WHERE thread_id = $1 AND (destination IS NULL \
-                 OR moved_at IS NOT NULL) UNION SELECT m.inbound_id FROM thread_messages m \
-                 JOIN inbound i ON i.id = m.inbound_id WHERE m.thread_id = $1 \
-                 AND (i.destination IS NULL OR i.moved_at IS NOT NULL)",
+            // Raw mail first, while thread_messages still links it to the thread.
+            report.inbound += sqlx::query(
+                "UPDATE inbound SET raw = $2, purged_at = $3 WHERE purged_at IS NULL \
+                 AND (thread_id = $1 OR id IN (SELECT inbound_id FROM thread_messages \
+                 WHERE thread_id = $1 AND inbound_id IS NOT NULL))",
             )
             .bind(thread)
-            .fetch_all(&mut *conn)
+            .bind(Vec::<u8>::new())
+            .bind(ts(now))
+            .execute(&mut *conn)
             .await
-            .with_ctx(|| format!("selecting the raw mail of thread {thread}"))?;
+            .with_ctx(|| format!("purging the raw mail of thread {thread}"))?
+            .rows_affected();
             report.messages += sqlx::query("DELETE FROM thread_messages WHERE thread_id = $1")
                 .bind(thread)
                 .execute(&mut *conn)
                 .await
                 .with_ctx(|| format!("purging the messages of thread {thread}"))?
                 .rows_affected();
-            for id in inbound {
-                report.inbound += sqlx::query(
-                    "DELETE FROM inbound WHERE id = $1 AND NOT EXISTS \
-                     (SELECT 1 FROM thread_messages m WHERE m.inbound_id = $1)",
-                )
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .with_ctx(|| format!("purging inbound message #{id}"))?
-                .rows_affected();
-            }
             report.outbox += sqlx::query(
                 "DELETE FROM outbox WHERE thread_id = $1 AND status IN ('sent', 'failed')",
             )
@@ -476,7 +470,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::super::testutil::{both, sample_inbound};
-    use super::super::{NewOutgoing, parse_ts};
+    use super::super::{InboundOutcome, NewOutgoing, parse_ts};
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -770,6 +764,29 @@ mod tests {
                 .insert_thread(&mut tx, &thread("TE-2026-000004", "en_cours", t0))
                 .await
                 .unwrap();
+            // A quarantined message about the old thread (linked by thread_id only): wiped too.
+            let in2 = store
+                .insert_inbound(&mut tx, &sample_inbound(2))
+                .await
+                .unwrap();
+            let quarantined = InboundOutcome {
+                outcome: "quarantined",
+                reason: Some("not_a_participant"),
+                thread_id: Some(&old.id),
+                ..InboundOutcome::default()
+            };
+            store
+                .set_inbound_outcome(&mut tx, in2, &quarantined)
+                .await
+                .unwrap();
+            // The recent thread's request: untouched.
+            let in3 = store
+                .insert_inbound(&mut tx, &sample_inbound(3))
+                .await
+                .unwrap();
+            let mut m3 = message(&recent.id, "request", t0, "<m3@b>");
+            m3.inbound_id = Some(in3);
+            store.add_thread_message(&mut tx, &m3).await.unwrap();
             store
                 .append_audit(&mut tx, "intake", "thread_opened", &old.id, &json!({}), t0)
                 .await
@@ -788,7 +805,22 @@ mod tests {
                 .unwrap();
             tx.commit().await.unwrap();
             assert_eq!(report.threads, vec!["TE-2026-000001".to_string()]);
-            assert_eq!((report.messages, report.inbound, report.outbox), (1, 1, 1));
+            assert_eq!((report.messages, report.inbound, report.outbox), (1, 2, 1));
+            assert!(
+                store
+                    .get_inbound(in2)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .raw
+                    .is_empty()
+            );
+            let kept = store.get_inbound(in3).await.unwrap().unwrap();
+            assert_eq!(
+                (kept.raw, kept.meta.purged_at),
+                (sample_inbound(3).raw, None)
+            );
+            assert_eq!(store.thread_messages(&recent.id).await.unwrap().len(), 1);
 
             assert!(store.get_thread("TE-2026-000001").await.unwrap().is_none());
             assert!(
@@ -798,7 +830,19 @@ mod tests {
                     .unwrap()
                     .is_empty()
             );
-            assert!(store.get_inbound(in1).await.unwrap().is_none());
+            let tomb = store.get_inbound(in1).await.unwrap().unwrap();
+            assert!(tomb.raw.is_empty());
+            assert_eq!(tomb.meta.purged_at, Some(t("2026-06-02T00:00:00Z")));
+            assert_eq!(tomb.meta.sha256, sample_inbound(1).sha256);
+            // Still a duplicate if the same bytes come back.
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                store
+                    .insert_inbound(&mut tx, &sample_inbound(1))
+                    .await
+                    .is_err()
+            );
+            tx.rollback().await.unwrap();
             assert!(store.get_outbox(q1.id).await.unwrap().is_none());
             let kept: HashSet<String> = store
                 .list_threads(None, None)

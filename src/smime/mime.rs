@@ -57,14 +57,14 @@ impl<'a> Entity<'a> {
     /// `raw` must be canonical CRLF. A missing blank line means "headers only".
     pub fn parse(raw: &'a [u8]) -> Entity<'a> {
         let (header_bytes, body): (&[u8], &[u8]) = if raw.starts_with(b"\r\n") {
-            (&raw[..0], raw.get(2..).unwrap_or_default())
+            (&[], raw.get(2..).unwrap_or_default())
         } else {
             match find(raw, b"\r\n\r\n", 0) {
                 Some(p) => (
                     raw.get(..p + 2).unwrap_or(raw),
                     raw.get(p + 4..).unwrap_or_default(),
                 ),
-                None => (raw, &raw[raw.len()..]),
+                None => (raw, &[]),
             }
         };
         let mut headers: Vec<(String, String)> = Vec::new();

@@ -393,6 +393,45 @@ fn openssl_made_negatives_have_exact_reasons() {
 }
 
 #[test]
+fn outer_multipart_wrappers_and_forwarded_attachments() {
+    let plain = engine(false);
+    // A list server wraps the signed message in multipart/mixed and appends a footer: the
+    // signed part authenticates, the footer is not part of the content.
+    let signed = String::from_utf8(sign(CONTENT, "gp", false, None)).unwrap();
+    let wrapped = format!(
+        "From: {GP}\r\nTo: {GW}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"LIST\"\r\n\r\n--LIST\r\n{}\r\n--LIST\r\nContent-Type: text/plain\r\n\r\nPied de page de la liste\r\n--LIST--\r\n",
+        signed.trim_start_matches("MIME-Version: 1.0\n").trim_end()
+    );
+    let a = plain.authenticate(wrapped.as_bytes(), Utc::now()).unwrap();
+    assert_gp(&a);
+    assert!(!String::from_utf8_lossy(&a.content).contains("Pied de page"));
+
+    // Inside a signature, an attached smime.p7m (a forwarded message) is content, not a layer.
+    let forwarded = String::from_utf8(encrypt(CONTENT, &gw_crt(), true, None)).unwrap();
+    let mixed = format!(
+        "Content-Type: multipart/mixed; boundary=\"FWD\"\r\n\r\n--FWD\r\nContent-Type: text/plain\r\n\r\nVoir la piece jointe\r\n--FWD\r\n{}\r\n--FWD--\r\n",
+        forwarded
+            .trim_start_matches("MIME-Version: 1.0\n")
+            .trim_end()
+    );
+    let outer = sign(mixed.as_bytes(), "gp", false, Some(GP));
+    let a = plain.authenticate(&outer, Utc::now()).unwrap();
+    assert!(!a.encrypted);
+    assert!(a.content.starts_with(b"Content-Type: multipart/mixed"));
+    assert!(String::from_utf8_lossy(&a.content).contains("Voir la piece jointe"));
+
+    // Two S/MIME parts side by side at the top: ambiguous.
+    let two = format!(
+        "From: {GP}\r\nContent-Type: multipart/mixed; boundary=\"T\"\r\n\r\n--T\r\n{s}\r\n--T\r\n{s}\r\n--T--\r\n",
+        s = signed.trim_start_matches("MIME-Version: 1.0\n").trim_end()
+    );
+    assert_eq!(reason(&plain, two.as_bytes()), RejectReason::Malformed);
+    // A plain multipart without boundary is simply unsigned mail.
+    let broken = format!("From: {GP}\r\nContent-Type: multipart/mixed\r\n\r\nx\r\n");
+    assert_eq!(reason(&plain, broken.as_bytes()), RejectReason::Unsigned);
+}
+
+#[test]
 fn key_renewal_previous_key_decrypts() {
     // The former gateway key pair (here the admin certificate) is kept under `previous`.
     let old = encrypt(

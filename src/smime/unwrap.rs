@@ -44,7 +44,7 @@ pub fn unwrap_layers(raw: &[u8], keys: &[DecryptionKey]) -> Result<Unwrapped, Re
     let mut layers = Vec::new();
     let mut current = mime::canonical_crlf(raw);
     for depth in 0..=MAX_DEPTH {
-        match step(&current, keys, depth)? {
+        match step(&current, keys, depth, layers.is_empty())? {
             Step::Leaf => {
                 return Ok(Unwrapped {
                     content: current,
@@ -67,7 +67,7 @@ pub fn unwrap_layers(raw: &[u8], keys: &[DecryptionKey]) -> Result<Unwrapped, Re
 enum Step {
     Leaf,
     Inner(Layer, Vec<u8>),
-    /// An smime.p7m attachment inside multipart/mixed: continue with that part alone.
+    /// The one S/MIME part of an outer multipart: continue with that part alone.
     Attachment(Vec<u8>),
 }
 
@@ -83,7 +83,12 @@ fn is_pkcs7_mime(ct: &ContentType) -> bool {
             && ct.param("name").is_some_and(|n| n.to_ascii_lowercase().ends_with(".p7m")))
 }
 
-fn step(entity_raw: &[u8], keys: &[DecryptionKey], depth: usize) -> Result<Step, Rejection> {
+fn step(
+    entity_raw: &[u8],
+    keys: &[DecryptionKey],
+    depth: usize,
+    outermost: bool,
+) -> Result<Step, Rejection> {
     let entity = Entity::parse(entity_raw);
     let ct = entity.content_type();
     if ct.is("multipart/signed") {
@@ -92,22 +97,28 @@ fn step(entity_raw: &[u8], keys: &[DecryptionKey], depth: usize) -> Result<Step,
     if is_pkcs7_mime(&ct) {
         return pkcs7_mime(&entity, keys, depth);
     }
-    if ct.mime.starts_with("multipart/") {
-        // Some clients (and disclaimer-adding relays) put smime.p7m inside multipart/mixed.
-        // Only that part is carried on: anything next to it is unauthenticated and dropped.
-        let boundary = ct
+    if outermost && ct.mime.starts_with("multipart/") {
+        // Some clients put smime.p7m in a multipart/mixed, and list servers wrap a signed
+        // message in multipart/mixed with a footer. Before any S/MIME layer only, the single
+        // S/MIME part is carried on and the parts next to it (unauthenticated) are dropped.
+        // Inside a layer, an attached .p7m is content (a forwarded message), not a wrapper.
+        let Some(parts) = ct
             .param("boundary")
-            .ok_or_else(|| malformed(depth, "multipart without boundary"))?;
-        let parts = mime::split_multipart(entity.body, boundary)
-            .ok_or_else(|| malformed(depth, "multipart without parts"))?;
-        let p7m: Vec<&[u8]> = parts
+            .and_then(|b| mime::split_multipart(entity.body, b))
+        else {
+            return Ok(Step::Leaf);
+        };
+        let smime: Vec<&[u8]> = parts
             .into_iter()
-            .filter(|p| is_pkcs7_mime(&Entity::parse(p).content_type()))
+            .filter(|p| {
+                let ct = Entity::parse(p).content_type();
+                is_pkcs7_mime(&ct) || ct.is("multipart/signed")
+            })
             .collect();
-        return match p7m.as_slice() {
+        return match smime.as_slice() {
             [] => Ok(Step::Leaf),
             [one] => Ok(Step::Attachment(one.to_vec())),
-            _ => Err(malformed(depth, "several smime.p7m parts in one multipart")),
+            _ => Err(malformed(depth, "several S/MIME parts side by side")),
         };
     }
     Ok(Step::Leaf)

@@ -4,7 +4,9 @@ use std::fmt;
 
 /// An address `local@domain`, lowercased. Parsing checks the shape only, which is all the
 /// gateway needs to compare senders, signers and recipients.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct EmailAddress(String);
 
@@ -14,11 +16,17 @@ pub struct AddressError(pub String);
 
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, AddressError> {
-        let s = input.trim().trim_start_matches('<').trim_end_matches('>').trim();
+        let s = input
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
         let err = || AddressError(input.to_string());
         let (local, domain) = s.rsplit_once('@').ok_or_else(err)?;
         let bad = |p: &str| {
-            p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"@\\".contains(c))
+            p.is_empty()
+                || p.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"@\\".contains(c))
         };
         if bad(local) || bad(domain) || !domain.contains('.') && domain != "localhost" {
             return Err(err());
@@ -40,19 +48,31 @@ impl EmailAddress {
 
     /// The part after `+` in the local part, if any (`teleexpertise+infectio@…` → `infectio`).
     pub fn plus_tag(&self) -> Option<&str> {
-        self.local().split_once('+').map(|(_, t)| t).filter(|t| !t.is_empty())
+        self.local()
+            .split_once('+')
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_empty())
     }
 
     /// The address without its plus-tag.
     pub fn base(&self) -> EmailAddress {
-        let local = self.local().split_once('+').map(|(l, _)| l).unwrap_or(self.local());
+        let local = self
+            .local()
+            .split_once('+')
+            .map(|(l, _)| l)
+            .unwrap_or(self.local());
         EmailAddress(format!("{local}@{}", self.domain()))
     }
 
     /// The same mailbox with a plus-tag (`local+tag@domain`).
     pub fn with_tag(&self, tag: &str) -> EmailAddress {
         let base = self.base();
-        EmailAddress(format!("{}+{}@{}", base.local(), tag.to_lowercase(), base.domain()))
+        EmailAddress(format!(
+            "{}+{}@{}",
+            base.local(),
+            tag.to_lowercase(),
+            base.domain()
+        ))
     }
 }
 
@@ -92,7 +112,10 @@ mod tests {
         let a = EmailAddress::parse("teleexpertise+TE-2026-000042@x.fr").unwrap();
         assert_eq!(a.plus_tag(), Some("te-2026-000042"));
         assert_eq!(a.base().as_str(), "teleexpertise@x.fr");
-        assert_eq!(a.base().with_tag("infectio").as_str(), "teleexpertise+infectio@x.fr");
+        assert_eq!(
+            a.base().with_tag("infectio").as_str(),
+            "teleexpertise+infectio@x.fr"
+        );
     }
 
     #[test]

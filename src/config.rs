@@ -36,7 +36,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: default_db_url(), max_connections: default_max_connections() }
+        Self {
+            url: default_db_url(),
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -281,7 +284,9 @@ pub struct LimitSettings {
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        Self { max_message_bytes: default_max_message_bytes() }
+        Self {
+            max_message_bytes: default_max_message_bytes(),
+        }
     }
 }
 
@@ -368,7 +373,11 @@ impl Settings {
     /// Reads the file and the environment overrides; checks types only (see `validate`).
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let one = |key: &str, message: String| ConfigError {
-            problems: vec![Problem { file: path.to_path_buf(), key: key.into(), message }],
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                key: key.into(),
+                message,
+            }],
         };
         if !path.exists() {
             return Err(one("-", "file not found".into()));
@@ -383,11 +392,15 @@ impl Settings {
             )
             .build()
             .map_err(|e| one("-", e.to_string()))?;
-        built.try_deserialize().map_err(|e| one(&error_key(&e), e.to_string()))
+        built
+            .try_deserialize()
+            .map_err(|e| one(&error_key(&e), e.to_string()))
     }
 
     pub fn category(&self, id: &str) -> Option<&CategorySettings> {
-        self.categories.iter().find(|c| c.id.eq_ignore_ascii_case(id))
+        self.categories
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(id))
     }
 }
 

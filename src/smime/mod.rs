@@ -1,1 +1,346 @@
 //! S/MIME: unwrap, verify, decrypt, sign, encrypt, and the certificate stores.
+//!
+//! `SmimeEngine::authenticate` decides who an incoming message is from (or why it is refused);
+//! `SmimeEngine::protect` signs and encrypts what the gateway sends. The layer walk is in
+//! `unwrap` (pure: no trust decision, fuzzed), trust policy in `certs`, OpenSSL calls in `cms`.
+
+mod certs;
+mod cms;
+mod error;
+mod mime;
+mod protect;
+mod unwrap;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use openssl::x509::{X509, X509Ref};
+
+use crate::address::EmailAddress;
+use crate::config::{Cipher, SmimeSettings};
+
+pub use cms::DecryptionKey;
+pub use error::{RejectReason, Rejection, SmimeError};
+pub use unwrap::{Layer, MAX_DEPTH, Unwrapped, unwrap_layers};
+
+use certs::{CrlSet, TrustView, Usage};
+
+/// Who signed an accepted message, as read from the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerIdentity {
+    /// The certificate's address that equals the message's `From`.
+    pub email: EmailAddress,
+    pub common_name: String,
+    /// "Olivier MARTIN" for a CN "10001234567/MARTIN Olivier", else the CN.
+    pub display_name: Option<String>,
+    /// The national professional id from a CN "<id>/<NOM Prénom>".
+    pub rpps: Option<String>,
+    pub cert_der: Vec<u8>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// An incoming message whose author is established.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The innermost MIME entity: its own headers (Content-Type…) and body, CRLF.
+    pub content: Vec<u8>,
+    pub signer: SignerIdentity,
+    /// Some layer was encrypted to one of the gateway keys.
+    pub encrypted: bool,
+}
+
+/// The gateway's S/MIME keys, trust anchors and CRLs. Shared by the intake and the outbox.
+pub struct SmimeEngine {
+    identity: certs::Identity,
+    /// Current key first, then the `previous` ones kept for a renewal.
+    keys: Vec<DecryptionKey>,
+    anchors: Vec<X509>,
+    crl_dir: Option<PathBuf>,
+    crls: RwLock<CrlSet>,
+    require_crl: bool,
+    require_encryption: bool,
+    recipients_dir: Option<PathBuf>,
+    cipher: Cipher,
+}
+
+impl SmimeEngine {
+    /// Loads every key, certificate and CRL; an error names the file and what is wrong.
+    pub fn load(settings: &SmimeSettings) -> Result<SmimeEngine, SmimeError> {
+        let identity = certs::load_identity(
+            "[smime]",
+            settings.certificate.as_deref(),
+            settings.private_key.as_deref(),
+            settings.pkcs12.as_deref(),
+            settings.pkcs12_password_file.as_deref(),
+        )?;
+        let mut keys = vec![identity.key.clone()];
+        for (i, p) in settings.previous.iter().enumerate() {
+            let old = certs::load_identity(
+                &format!("[[smime.previous]] #{}", i + 1),
+                p.certificate.as_deref(),
+                p.private_key.as_deref(),
+                p.pkcs12.as_deref(),
+                p.pkcs12_password_file.as_deref(),
+            )?;
+            keys.push(old.key);
+        }
+        let anchors = certs::load_anchors(&settings.trust_anchors)?;
+        let crls = match &settings.crl_dir {
+            Some(dir) => CrlSet::load(dir)?,
+            None if settings.require_crl => {
+                return Err(SmimeError::Settings(
+                    "require_crl = true needs crl_dir".into(),
+                ));
+            }
+            None => CrlSet::default(),
+        };
+        if let Some(dir) = settings.recipients_dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(SmimeError::file(dir, "recipients_dir is not a folder"));
+        }
+        tracing::info!(
+            gateway = %certs::name_summary(&identity.key.cert),
+            decryption_keys = keys.len(),
+            anchors = anchors.len(),
+            crls = crls.crls.len(),
+            "S/MIME keys loaded"
+        );
+        Ok(SmimeEngine {
+            identity,
+            keys,
+            anchors,
+            crl_dir: settings.crl_dir.clone(),
+            crls: RwLock::new(crls),
+            require_crl: settings.require_crl,
+            require_encryption: settings.require_encryption,
+            recipients_dir: settings.recipients_dir.clone(),
+            cipher: settings.cipher,
+        })
+    }
+
+    pub fn gateway_certificate(&self) -> &X509 {
+        &self.identity.key.cert
+    }
+
+    /// Rereads the CRL folder when a file in it changed (a stat per file: cheap).
+    fn refresh_crls(&self) {
+        let Some(dir) = &self.crl_dir else { return };
+        let stale = self.crls.read().map(|s| s.is_stale(dir)).unwrap_or(true);
+        if !stale {
+            return;
+        }
+        match CrlSet::load(dir) {
+            Ok(fresh) => {
+                tracing::info!(crls = fresh.crls.len(), "CRL folder changed: reloaded");
+                if let Ok(mut guard) = self.crls.write() {
+                    *guard = fresh;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "CRL folder changed but cannot be reloaded: keeping the previous CRLs")
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        cert: &X509Ref,
+        untrusted: &[X509],
+        now: DateTime<Utc>,
+        usage: Usage,
+    ) -> Result<(), (RejectReason, String)> {
+        self.refresh_crls();
+        let guard = self
+            .crls
+            .read()
+            .map_err(|_| (RejectReason::Untrusted, "CRL store unavailable".to_string()))?;
+        let view = TrustView {
+            anchors: &self.anchors,
+            crls: &guard.crls,
+            require_crl: self.require_crl,
+        };
+        view.check(cert, untrusted, now, usage)
+    }
+
+    /// Decides who `raw` is from, or why it is refused.
+    ///
+    /// Precedence (the first that applies wins): `Malformed` (no usable From, unparsable
+    /// structure, bad base64 or DER, too deep) and `CannotDecrypt` (encrypted, but to none of
+    /// the gateway keys), in the order the layers are met from the outside in; then `Tampered`
+    /// (a content digest does not match) or `BadSignature` (a signature is invalid or cannot
+    /// be checked), also per layer; `Unsigned` (no signature layer at all); then, over all
+    /// signer certificates, the worst of `Untrusted` < `Expired` < `Revoked` < `WrongUsage`
+    /// (every signature layer must pass, not just the author's); `FromMismatch` (no signer's
+    /// address equals From; the innermost matching signer is the author); `NotEncrypted`
+    /// (with `sender_authenticated = true`).
+    pub fn authenticate(&self, raw: &[u8], now: DateTime<Utc>) -> Result<Authenticated, Rejection> {
+        let from = outer_from(raw)?;
+        let unwrapped = unwrap_layers(raw, &self.keys)?;
+        let signed: Vec<(&X509, &[X509])> = unwrapped
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Signed { signers, certs, .. } => {
+                    Some(signers.iter().map(move |s| (s, certs.as_slice())))
+                }
+                Layer::Encrypted { .. } => None,
+            })
+            .flatten()
+            .collect();
+        if signed.is_empty() {
+            return Err(Rejection::new(
+                RejectReason::Unsigned,
+                "no S/MIME signature",
+            ));
+        }
+        let mut worst: Option<(RejectReason, String)> = None;
+        for (cert, untrusted) in &signed {
+            if let Err((reason, detail)) = self.check(cert, untrusted, now, Usage::Sign) {
+                let detail = format!("signer {:?}: {detail}", certs::name_summary(cert));
+                if worst.as_ref().is_none_or(|(w, _)| rank(reason) < rank(*w)) {
+                    worst = Some((reason, detail));
+                }
+            }
+        }
+        if let Some((reason, detail)) = worst {
+            return Err(Rejection::new(reason, detail));
+        }
+        // `signed` is outermost first: the innermost signer matching From is the author.
+        let author = signed.iter().rev().find_map(|(cert, _)| {
+            certs::cert_emails(cert)
+                .into_iter()
+                .find(|e| e.base() == from.base())
+                .map(|e| (*cert, e))
+        });
+        let Some((cert, email)) = author else {
+            let signers: Vec<String> = signed
+                .iter()
+                .flat_map(|(c, _)| certs::cert_emails(c))
+                .map(|e| e.to_string())
+                .collect();
+            return Err(Rejection::new(
+                RejectReason::FromMismatch,
+                format!(
+                    "From {from} is not a signer address (signers: {})",
+                    signers.join(", ")
+                ),
+            ));
+        };
+        let common_name = certs::common_name(cert);
+        let (rpps, display_name) = certs::parse_professional_cn(&common_name);
+        let signer = SignerIdentity {
+            email,
+            common_name,
+            display_name,
+            rpps,
+            cert_der: cert
+                .to_der()
+                .map_err(|e| Rejection::new(RejectReason::Malformed, error::ssl_summary(&e)))?,
+            not_after: certs::asn1_to_chrono(cert.not_after()).ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::Malformed,
+                    "signer certificate date unreadable",
+                )
+            })?,
+        };
+        let encrypted = unwrapped.encrypted();
+        if self.require_encryption && !encrypted {
+            return Err(Rejection {
+                reason: RejectReason::NotEncrypted,
+                detail: "signed but not encrypted to the gateway (require_encryption)".into(),
+                sender_authenticated: true,
+            });
+        }
+        tracing::debug!(signer = %signer.email, encrypted, layers = unwrapped.layers.len(), "S/MIME authenticated");
+        Ok(Authenticated {
+            content: unwrapped.content,
+            signer,
+            encrypted,
+        })
+    }
+
+    /// Signs `message` (a complete cleartext message) with the gateway key and, when
+    /// `encrypt`, encrypts it to every recipient and to the gateway (so the sent copy stays
+    /// readable). Routing headers stay outside; the MIME entity goes inside.
+    pub fn protect(
+        &self,
+        message: &[u8],
+        recipients: &[X509],
+        encrypt: bool,
+    ) -> Result<Vec<u8>, SmimeError> {
+        let mut to = Vec::new();
+        if encrypt {
+            if recipients.is_empty() {
+                return Err(SmimeError::Message(
+                    "encryption asked for but no recipient certificate given".into(),
+                ));
+            }
+            to.extend(recipients.iter().cloned());
+            to.push(self.identity.key.cert.clone());
+        }
+        let gcm = self.cipher == Cipher::Aes256Gcm;
+        protect::protect(
+            message,
+            (
+                &self.identity.key.cert,
+                &self.identity.key.key,
+                &self.identity.chain,
+            ),
+            encrypt.then_some((to.as_slice(), gcm)),
+        )
+    }
+
+    /// A usable certificate for `address` from `recipients_dir` (PEM or DER under any file
+    /// name, matched by the e-mail inside); the one valid longest when there are several.
+    pub fn recipient_from_dir(&self, address: &EmailAddress) -> Option<X509> {
+        let dir = self.recipients_dir.as_ref()?;
+        let now = Utc::now();
+        certs::certs_in_dir(dir)
+            .into_iter()
+            .filter(|c| {
+                certs::cert_emails(c)
+                    .iter()
+                    .any(|e| e.base() == address.base())
+            })
+            .filter(|c| self.certificate_is_usable(c, now))
+            .max_by_key(|c| certs::asn1_to_chrono(c.not_after()))
+    }
+
+    /// True when `cert` may be encrypted to: chains to an anchor, valid at `now`, not revoked,
+    /// usable for e-mail protection. Used before learning a recipient certificate.
+    pub fn certificate_is_usable(&self, cert: &X509, now: DateTime<Utc>) -> bool {
+        match self.check(cert, &[], now, Usage::Encrypt) {
+            Ok(()) => true,
+            Err((reason, detail)) => {
+                tracing::info!(subject = %certs::name_summary(cert), %reason, %detail, "certificate not usable");
+                false
+            }
+        }
+    }
+}
+
+/// Position of a certificate-check reason in the precedence order.
+fn rank(r: RejectReason) -> usize {
+    RejectReason::ALL
+        .iter()
+        .position(|x| *x == r)
+        .unwrap_or(usize::MAX)
+}
+
+/// The single address of the outer `From` header.
+fn outer_from(raw: &[u8]) -> Result<EmailAddress, Rejection> {
+    let bad = |what: &str| Rejection::new(RejectReason::Malformed, format!("From header: {what}"));
+    let msg = mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .ok_or_else(|| bad("no header block"))?;
+    let from = msg.from().ok_or_else(|| bad("missing"))?;
+    let addrs: Vec<&str> = from.iter().filter_map(|a| a.address()).collect();
+    match addrs.as_slice() {
+        [one] => EmailAddress::parse(one).map_err(|_| bad("not an e-mail address")),
+        [] => Err(bad("no address")),
+        _ => Err(bad("several addresses")),
+    }
+}

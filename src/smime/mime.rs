@@ -1,0 +1,336 @@
+//! Just enough raw MIME for S/MIME: split an entity into headers and body, read Content-Type
+//! and Content-Transfer-Encoding, split a multipart body on its exact raw bytes.
+//!
+//! Signatures cover exact bytes, so this works on the raw input and never re-serializes
+//! anything that is verified. Everything here is total: hostile input yields `None`/`Err`.
+
+use base64::Engine as _;
+
+/// Converts bare LF to CRLF: S/MIME signatures are computed over the canonical form.
+pub fn canonical_crlf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 32);
+    let mut prev = 0u8;
+    for &b in input {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+/// CRLF to LF, for signers that signed the non-canonical form.
+pub fn crlf_to_lf(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        if b == b'\r' && input.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from > hay.len() {
+        return None;
+    }
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// A MIME entity in canonical CRLF form, split into its header block and its body.
+pub struct Entity<'a> {
+    /// Header lines, unfolded: (lowercased name, value).
+    headers: Vec<(String, String)>,
+    pub header_bytes: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl<'a> Entity<'a> {
+    /// `raw` must be canonical CRLF. A missing blank line means "headers only".
+    pub fn parse(raw: &'a [u8]) -> Entity<'a> {
+        let (header_bytes, body): (&[u8], &[u8]) = if raw.starts_with(b"\r\n") {
+            (&[], raw.get(2..).unwrap_or_default())
+        } else {
+            match find(raw, b"\r\n\r\n", 0) {
+                Some(p) => (
+                    raw.get(..p + 2).unwrap_or(raw),
+                    raw.get(p + 4..).unwrap_or_default(),
+                ),
+                None => (raw, &[]),
+            }
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in header_bytes.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(text.trim());
+                }
+                continue;
+            }
+            if let Some((name, value)) = text.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        Entity {
+            headers,
+            header_bytes,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn content_type(&self) -> ContentType {
+        self.header("content-type")
+            .map(ContentType::parse)
+            .unwrap_or_else(ContentType::text_plain)
+    }
+
+    /// The body with its Content-Transfer-Encoding removed. Only what S/MIME parts use:
+    /// base64 and the identity encodings.
+    pub fn decoded_body(&self) -> Result<Vec<u8>, String> {
+        let cte = self
+            .header("content-transfer-encoding")
+            .unwrap_or("7bit")
+            .trim()
+            .to_ascii_lowercase();
+        match cte.as_str() {
+            "base64" => decode_base64(self.body),
+            "7bit" | "8bit" | "binary" | "" => Ok(self.body.to_vec()),
+            other => Err(format!(
+                "unsupported transfer encoding {other:?} for S/MIME data"
+            )),
+        }
+    }
+}
+
+/// Strict base64 (whitespace allowed, padding optional): a truncated or corrupted S/MIME
+/// body must not be silently half-decoded.
+pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    engine
+        .decode(&compact)
+        .map_err(|e| format!("bad base64: {e}"))
+}
+
+/// Base64 in 76-character lines with CRLF, as RFC 2045 asks.
+pub fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
+    for chunk in text.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A parsed Content-Type value: lowercased `type/subtype` and its parameters.
+#[derive(Debug, Clone)]
+pub struct ContentType {
+    pub mime: String,
+    params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    fn text_plain() -> Self {
+        ContentType {
+            mime: "text/plain".into(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        let mut pieces = split_params(value).into_iter();
+        let mime = pieces
+            .next()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let params = pieces
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                Some((k.trim().to_ascii_lowercase(), v.replace("\\\"", "\"")))
+            })
+            .collect();
+        ContentType { mime, params }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is(&self, mime: &str) -> bool {
+        self.mime == mime
+    }
+}
+
+/// Splits on `;` outside quoted strings.
+fn split_params(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => {
+                cur.push(c);
+                escaped = true;
+            }
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ';' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Splits a multipart body (canonical CRLF) into the exact bytes of each part: what lies
+/// between a delimiter line and the CRLF that precedes the next delimiter (RFC 2046 §5.1.1).
+/// `None` when the boundary is unusable or no part is found.
+pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<&'a [u8]>> {
+    if boundary.is_empty() || boundary.len() > 200 {
+        return None;
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    // (start of delimiter, end of its line, is the closing delimiter)
+    let mut marks: Vec<(usize, usize, bool)> = Vec::new();
+    let mut at = 0usize;
+    while let Some(p) = find(body, delim, at) {
+        at = p + delim.len();
+        let line_start = p == 0 || body.get(p.saturating_sub(2)..p) == Some(b"\r\n".as_slice());
+        if !line_start {
+            continue;
+        }
+        let rest = body.get(p + delim.len()..).unwrap_or_default();
+        let closing = rest.starts_with(b"--");
+        let line_end = find(body, b"\r\n", p + delim.len())
+            .map(|e| e + 2)
+            .unwrap_or(body.len());
+        // Only transport padding may follow the boundary on its line.
+        let tail = body
+            .get(p + delim.len() + if closing { 2 } else { 0 }..line_end)
+            .unwrap_or_default();
+        if !tail
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            continue;
+        }
+        marks.push((p, line_end, closing));
+        if closing {
+            break;
+        }
+    }
+    let mut parts = Vec::new();
+    for pair in marks.windows(2) {
+        let [(_, start, closing), (next, _, _)] = pair else {
+            continue;
+        };
+        if *closing {
+            break;
+        }
+        let end = if *next >= start + 2 { next - 2 } else { *start };
+        parts.push(body.get(*start..end)?);
+    }
+    // An unterminated last part runs to the end of the body (lenient: truncation is caught
+    // by the S/MIME data itself failing to decode).
+    if let Some(&(_, start, false)) = marks.last() {
+        let rest = body.get(start..)?;
+        let rest = rest.strip_suffix(b"\r\n").unwrap_or(rest);
+        parts.push(rest);
+    }
+    if parts.is_empty() { None } else { Some(parts) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_canonicalization() {
+        assert_eq!(canonical_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(crlf_to_lf(b"a\r\nb\rc\r\n"), b"a\nb\rc\n");
+    }
+
+    #[test]
+    fn content_type_params() {
+        let ct = ContentType::parse(
+            "Multipart/Signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"a;b\"",
+        );
+        assert!(ct.is("multipart/signed"));
+        assert_eq!(ct.param("boundary"), Some("a;b"));
+        assert_eq!(ct.param("micalg"), Some("sha-256"));
+    }
+
+    #[test]
+    fn multipart_exact_bytes() {
+        let body = b"preamble\r\n--b\r\nA: 1\r\n\r\nx\r\n\r\n--b\r\nsig\r\n--b--\r\nepilogue";
+        let parts = split_multipart(body, "b").unwrap();
+        assert_eq!(
+            parts,
+            vec![b"A: 1\r\n\r\nx\r\n".as_slice(), b"sig".as_slice()]
+        );
+        // A boundary string that is not at a line start is content.
+        let body = b"--b\r\nx --b y\r\n--b--";
+        assert_eq!(
+            split_multipart(body, "b").unwrap(),
+            vec![b"x --b y".as_slice()]
+        );
+        assert!(split_multipart(b"nothing", "b").is_none());
+    }
+
+    #[test]
+    fn headers_unfold() {
+        let raw =
+            b"Content-Type: application/pkcs7-mime;\r\n\tsmime-type=enveloped-data\r\n\r\nBODY";
+        let e = Entity::parse(raw);
+        assert_eq!(e.content_type().param("smime-type"), Some("enveloped-data"));
+        assert_eq!(e.body, b"BODY");
+    }
+}

@@ -11,6 +11,7 @@ Usage (as root):
   mailsys.py postfix-stop --dir DIR    stops Postfix only (outage tests).
   mailsys.py postfix-start --dir DIR   restarts Postfix on the same ports.
   mailsys.py status --dir DIR          prints the JSON and whether each daemon runs.
+  start --watch-pid PID also leaves a watcher that stops the instance once PID is gone.
 
 Several instances may run at once (each has its own DIR, ports, queue and Dovecot base_dir).
 The system Postfix and Dovecot instances are never used nor started.
@@ -596,6 +597,8 @@ def cmd_start(a):
             # a port taken meanwhile by someone else: retry with new ports
             time.sleep(0.2)
             continue
+        if a.watch_pid:
+            spawn_watcher(d, a.watch_pid)
         print(json.dumps(public(st), indent=2))
         return 0
     raise Fail(f"could not start the mail system in {d}: {last_err}\n{tail_logs(d)}")
@@ -647,6 +650,32 @@ def cmd_postfix_start(a):
     raise Fail(f"postfix did not restart: {last}\n{tail_logs(st['dir'])}")
 
 
+def spawn_watcher(d, pid):
+    """A detached process that stops this mail system when process `pid` is gone (a test
+    binary killed before its Drop ran)."""
+    subprocess.Popen([sys.executable, os.path.abspath(__file__), "watch", "--dir", d,
+                      "--pid", str(pid)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=open(os.path.join(d, "watch.log"), "a"),
+                     start_new_session=True, close_fds=True)
+
+
+def cmd_watch(a):
+    d = os.path.abspath(a.dir)
+    state = os.path.join(d, ".mailsys-state.json")
+    while True:
+        time.sleep(1)
+        if not os.path.exists(state):
+            return 0  # DIR removed: stopped (or its owner cleaned up); nothing to do
+        if not pid_alive(a.pid):
+            log(f"owner process {a.pid} is gone: stopping the mail system in {d}")
+            return cmd_stop(a)
+        st = load(d)
+        dp = dovecot_pid(st)
+        if not (dp and pid_alive(dp)):
+            return 0  # stopped normally
+
+
 def cmd_status(a):
     st = load(a.dir)
     out = public(st)
@@ -665,7 +694,13 @@ def main(argv=None):
     s.add_argument("--pki", required=True)
     s.add_argument("--domains", default=DEFAULT_DOMAINS)
     s.add_argument("--password", default=DEFAULT_PASSWORD)
+    s.add_argument("--watch-pid", type=int,
+                   help="stop this mail system by itself when that process is gone")
     s.set_defaults(fn=cmd_start)
+    s = sub.add_parser("watch")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--pid", type=int, required=True)
+    s.set_defaults(fn=cmd_watch)
     for name, fn in (("stop", cmd_stop), ("postfix-stop", cmd_postfix_stop),
                      ("postfix-start", cmd_postfix_start), ("status", cmd_status)):
         s = sub.add_parser(name)

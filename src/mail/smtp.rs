@@ -22,10 +22,11 @@ use crate::config::{SmtpSettings, TlsMode, read_secret};
 /// Why a message was not accepted by the submission server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying later: 4xx reply, network, TLS, timeout, local configuration.
+    /// Worth retrying later: 4xx reply, network, TLS, timeout, authentication refused.
     #[error("temporary failure: {0}")]
     Temporary(String),
-    /// Will never succeed as is: 5xx reply, invalid address.
+    /// Will never succeed as is: 5xx reply (other than an authentication refusal), invalid
+    /// address.
     #[error("permanent failure: {0}")]
     Permanent(String),
 }
@@ -115,8 +116,8 @@ impl SmtpSender {
         })
     }
 
-    /// Submits `raw` (bare LF turned into CRLF) for `recipients`, with `envelope_from` as the
-    /// return path (empty string: null return path `<>`).
+    /// Submits `raw` (bare LF turned into CRLF, otherwise byte for byte) for `recipients`, with
+    /// `envelope_from` as the return path (empty string: null return path `<>`).
     pub async fn send_raw(
         &self,
         envelope_from: &str,
@@ -140,7 +141,10 @@ impl SmtpSender {
         let envelope =
             Envelope::new(from, to).map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
         let body = normalize_crlf(raw);
-        match self.transport.send_raw(&envelope, &body).await {
+        // lettre always ends DATA with "\r\n.\r\n": drop our final CRLF so that it is not
+        // doubled into an extra empty line (the bytes delivered are the bytes given).
+        let body = body.strip_suffix(b"\r\n").unwrap_or(&body);
+        match self.transport.send_raw(&envelope, body).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.classify(&e)),
         }
@@ -148,7 +152,12 @@ impl SmtpSender {
 
     fn classify(&self, e: &lettre::transport::smtp::Error) -> SendError {
         let message = format!("smtp {}:{}: {}", self.host, self.port, error_chain(e));
-        if e.is_permanent() {
+        // Authentication refusals (530, 534, 535, 538) are 5xx, but they say nothing about the
+        // message: a rotated password must not fail the whole outbox for good.
+        let auth_refused = e
+            .status()
+            .is_some_and(|c| matches!(c.to_string().as_str(), "530" | "534" | "535" | "538"));
+        if e.is_permanent() && !auth_refused {
             SendError::Permanent(message)
         } else {
             SendError::Temporary(message)

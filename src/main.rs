@@ -1,1 +1,199 @@
-fn main() {}
+//! Command line only: parse arguments, load the configuration, call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use teleavis::cli::{self, Format};
+
+#[derive(Parser)]
+#[command(
+    name = "teleavis",
+    version,
+    about = "Téléexpertise gateway over an MSSanté-style S/MIME mailbox"
+)]
+struct Args {
+    /// Configuration file [default: $TELEAVIS_CONFIG, then /etc/teleavis/teleavis.toml]
+    #[arg(long, global = false)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (systemd Type=notify)
+    Run,
+    /// Validate the configuration, load every certificate and key
+    CheckConfig {
+        /// Also log in to IMAP and SMTP
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Apply database migrations
+    Migrate,
+    /// Threads
+    Threads {
+        #[command(subcommand)]
+        command: ThreadsCommand,
+    },
+    /// The compte-rendu of a thread
+    Report {
+        id: String,
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Volumes, distinct requérants, response times
+    Stats {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "month")]
+        by: String,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Rejected mail
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// The audit trail
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Retention: remove closed threads and their raw mail
+    Purge {
+        #[arg(long)]
+        older_than: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ThreadsCommand {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Show {
+        id: String,
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    List {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Show {
+        id: i64,
+    },
+    Reprocess {
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let config = args
+        .config
+        .or_else(|| std::env::var_os("TELEAVIS_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/etc/teleavis/teleavis.toml"));
+    let settings = match teleavis::config::load_and_validate(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    teleavis::daemon::init_logging(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let fmt = |s: &str| Format::parse(s);
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Run => teleavis::daemon::run(settings).await,
+            Command::CheckConfig { connect } => {
+                cli::check_config(&settings, &config, connect).await
+            }
+            Command::Migrate => cli::migrate(&settings).await,
+            Command::Threads {
+                command:
+                    ThreadsCommand::List {
+                        status,
+                        category,
+                        format,
+                    },
+            } => cli::threads_list(&settings, status, category, fmt(&format)?).await,
+            Command::Threads {
+                command: ThreadsCommand::Show { id, format },
+            } => cli::threads_show(&settings, &id, fmt(&format)?).await,
+            Command::Report { id, format, output } => {
+                cli::report(&settings, &id, fmt(&format)?, output).await
+            }
+            Command::Stats {
+                from,
+                to,
+                by,
+                format,
+            } => cli::stats(&settings, from, to, &by, fmt(&format)?).await,
+            Command::Quarantine {
+                command: QuarantineCommand::List { format },
+            } => cli::quarantine_list(&settings, fmt(&format)?).await,
+            Command::Quarantine {
+                command: QuarantineCommand::Show { id },
+            } => cli::quarantine_show(&settings, id).await,
+            Command::Quarantine {
+                command: QuarantineCommand::Reprocess { id },
+            } => cli::quarantine_reprocess(&settings, id).await,
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => cli::audit_verify(&settings).await,
+            Command::Purge { older_than } => cli::purge(&settings, older_than).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<cli::UsageError>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::from(1),
+            }
+        }
+    }
+}

@@ -1,1 +1,167 @@
-//! The administrative commands: threads, report, stats, quarantine, audit, purge.
+//! The administrative commands: check-config, migrate, threads, report, stats, quarantine,
+//! audit, purge. Each prints for a person (table, text) or a program (JSON, CSV).
+
+mod quarantine;
+mod threads;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
+pub use threads::{purge, report, stats, threads_list, threads_show};
+
+use crate::config::Settings;
+use crate::store::Store;
+
+/// A usage mistake on the command line (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Text,
+    Json,
+    Csv,
+    Pdf,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> anyhow::Result<Format> {
+        Ok(match s {
+            "table" => Format::Table,
+            "text" => Format::Text,
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "pdf" => Format::Pdf,
+            other => return Err(UsageError(format!("unknown --format {other:?}")).into()),
+        })
+    }
+}
+
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                crate::daemon::redact_url(&settings.database.url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    Ok(store)
+}
+
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    open_store(settings).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// The file was already validated by `main`; here every certificate and key is loaded, and with
+/// `--connect` both servers are logged in to.
+pub async fn check_config(settings: &Settings, path: &Path, connect: bool) -> anyhow::Result<()> {
+    let smime = crate::smime::SmimeEngine::load(&settings.smime)
+        .map_err(|e| UsageError(format!("{}: smime: {e}", path.display())))?;
+    let cert = smime.gateway_certificate();
+    let subject = cert
+        .subject_name()
+        .entries()
+        .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "gateway certificate: {subject} (valid until {})",
+        cert.not_after()
+    );
+    crate::mail::tls::client_config(
+        settings.imap.ca_file.as_deref(),
+        settings
+            .imap
+            .client_certificate
+            .as_deref()
+            .zip(settings.imap.client_key.as_deref()),
+    )
+    .map_err(|e| UsageError(format!("{}: imap: {e}", path.display())))?;
+    crate::mail::smtp::SmtpSender::new(&settings.smtp)
+        .map_err(|e| UsageError(format!("{}: smtp: {e}", path.display())))?;
+    if connect {
+        let mut imap = crate::mail::imap::ImapClient::connect(&settings.imap)
+            .await
+            .context("IMAP login")?;
+        let state = imap
+            .select(&settings.imap.mailbox)
+            .await
+            .context("IMAP select")?;
+        println!(
+            "IMAP: logged in to {}:{}, {} holds {} messages",
+            settings.imap.host, settings.imap.port, settings.imap.mailbox, state.exists
+        );
+        imap.logout().await;
+        let smtp = crate::mail::smtp::SmtpSender::new(&settings.smtp)?;
+        anyhow::ensure!(
+            smtp.test_connection().await.context("SMTP connection")?,
+            "SMTP server refused the connection"
+        );
+        println!(
+            "SMTP: connected to {}:{}",
+            settings.smtp.host, settings.smtp.port
+        );
+    }
+    println!("{}: configuration OK", path.display());
+    Ok(())
+}
+
+pub async fn audit_verify(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    let report = store.verify_audit().await?;
+    match report.first_bad {
+        None => {
+            println!("audit chain OK: {} rows", report.rows);
+            Ok(())
+        }
+        Some((id, what)) => anyhow::bail!(
+            "audit chain BROKEN at row {id}: {what} ({} rows checked)",
+            report.rows
+        ),
+    }
+}
+
+/// Fixed-width table for a terminal.
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(headers.iter().map(|h| h.to_string()).collect()));
+    for r in rows {
+        println!("{}", line(r.clone()));
+    }
+}
+
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
+pub mod compose;
 pub mod imap;
 pub mod smtp;
 pub mod tls;

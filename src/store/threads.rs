@@ -224,6 +224,38 @@ impl Store {
         .transpose()
     }
 
+    /// One thread, read inside the caller's transaction (sees its uncommitted changes).
+    pub async fn get_thread_in(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<ThreadRow>> {
+        sqlx::query(concat!("SELECT ", thread_cols!(), " FROM threads WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .with_ctx(|| format!("reading thread {id}"))?
+            .as_ref()
+            .map(thread_from_row)
+            .transpose()
+    }
+
+    /// The messages of a thread in time order, inside the caller's transaction.
+    pub async fn thread_messages_in(
+        &self,
+        conn: &mut AnyConnection,
+        thread_id: &str,
+    ) -> Result<Vec<ThreadMessageRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            message_cols!(),
+            " FROM thread_messages WHERE thread_id = $1 ORDER BY at, id"
+        ))
+        .bind(thread_id)
+        .fetch_all(&mut *conn)
+        .await
+        .with_ctx(|| format!("reading the messages of thread {thread_id}"))?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+
     /// Writes the mutable part of a thread.
     pub async fn update_thread(
         &self,

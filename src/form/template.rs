@@ -221,6 +221,12 @@ impl FormTemplate {
         self.render(|_| None, None)
     }
 
+    /// The empty form with a `Catégorie : <name>` line on top, for the help reply listing every
+    /// category: sent to the plain gateway address, it still reaches the right group.
+    pub fn blank_for(&self, category: &str) -> String {
+        self.render(|_| None, Some(category))
+    }
+
     /// Shared by `blank` and `ParsedForm::filled_in`: the hint in parentheses sits before the
     /// colon, where the parser skips it, so a GP can fill the form in place.
     pub(crate) fn render<'a>(

@@ -422,6 +422,17 @@ fn birth_place_after_the_date() {
 }
 
 #[test]
+fn blank_for_a_category_routes_back() {
+    let t = infectio();
+    let form = t
+        .blank_for("Maladies infectieuses")
+        .replace("Question posée * : ", "Question posée * : traitement ?");
+    let p = parse_form(&t, &form, date(TODAY));
+    assert_eq!(p.category.as_deref(), Some("Maladies infectieuses"));
+    assert_eq!(p.fields.len(), 1);
+}
+
+#[test]
 fn quoted_lines_end_a_value() {
     let p = common(&format!(
         "{IDENTITY}Question posée : quel traitement ?\n> Nom : AUTRE\n> ancienne question\n"

@@ -14,11 +14,24 @@ pub enum Command {
     Annuler,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
     pub command: Command,
     /// The message without the command line, blank lines at both ends removed.
     pub remaining_text: String,
+}
+
+// The text is medical content: Debug shows its size only.
+impl std::fmt::Debug for ParsedCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedCommand")
+            .field("command", &self.command)
+            .field(
+                "remaining_text",
+                &format_args!("<{} chars>", self.remaining_text.chars().count()),
+            )
+            .finish()
+    }
 }
 
 impl Command {
@@ -151,6 +164,15 @@ mod tests {
                 Command::Clore,
                 "Pas de traitement si asymptomatique.".into()
             ))
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_text() {
+        let p = parse_command("#clore\nPas de traitement.").unwrap();
+        assert_eq!(
+            format!("{p:?}"),
+            "ParsedCommand { command: Clore, remaining_text: <18 chars> }"
         );
     }
 

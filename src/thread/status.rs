@@ -5,7 +5,9 @@ use std::fmt;
 use crate::address::EmailAddress;
 use crate::config::CategorySettings;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Serialized as the contract spells it (`en_cours`), like `as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Nouvelle,
     EnCours,
@@ -73,6 +75,18 @@ pub enum Role {
     Other,
 }
 
+impl Role {
+    /// For audit rows and logs: `requester`, `group`, `expert`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Requester => "requester",
+            Role::Group => "group",
+            Role::Expert => "expert",
+            Role::Other => "other",
+        }
+    }
+}
+
 /// Compares base addresses (plus-tags removed). The requester is checked first: a GP who is
 /// also listed as an expert of the category is, in their own thread, the requester.
 pub fn role_of(
@@ -112,6 +126,17 @@ mod tests {
             assert_eq!(s.to_string(), s.as_str());
         }
         assert_eq!(Status::parse("EN_COURS"), Ok(Status::EnCours));
+        for s in [
+            Status::Nouvelle,
+            Status::EnCours,
+            Status::Terminee,
+            Status::Annulee,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
         assert!(Status::parse("en cours").is_err());
         assert!(Status::Terminee.is_closed() && Status::Annulee.is_closed());
         assert!(!Status::Nouvelle.is_closed() && !Status::EnCours.is_closed());

@@ -10,6 +10,7 @@ Usage (as root):
                                        alternate_config_directories (idempotent).
   mailsys.py postfix-stop --dir DIR    stops Postfix only (outage tests).
   mailsys.py postfix-start --dir DIR   restarts Postfix on the same ports.
+  mailsys.py dovecot-stop / dovecot-start --dir DIR   the same for Dovecot (IMAP outage).
   mailsys.py status --dir DIR          prints the JSON and whether each daemon runs.
   start --watch-pid PID also leaves a watcher that stops the instance once PID is gone.
 
@@ -193,7 +194,8 @@ def write_dovecot(st):
     os.makedirs(dvd, exist_ok=True)
     os.makedirs(st["maildir_root"], exist_ok=True)
     os.makedirs(os.path.join(d, "home"), exist_ok=True)
-    mail_uid = 8  # Debian's `mail` system user owns the mail; root reads it anyway.
+    # Debian's `mail` system user owns the mail (root reads it anyway)
+    mail_uid = _uid("mail") or 8
     for p in (st["maildir_root"], os.path.join(d, "home")):
         os.chown(p, mail_uid, mail_uid)
         os.chmod(p, 0o755)
@@ -207,6 +209,9 @@ info_log_path = {d}/dovecot.log
 debug_log_path = {d}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
+# Passwords only over TLS; but Dovecot 2.3 counts a connection whose both ends have the same
+# IP (127.0.0.1) as secured, so LOGIN before STARTTLS on imap_port is accepted anyway: the
+# client must insist on TLS. Postfix takes AUTH over TLS only (smtpd_tls_auth_only).
 ssl = yes
 ssl_cert = <{st['pki']}/server.crt
 ssl_key = <{st['pki']}/server.key
@@ -217,7 +222,6 @@ ssl_min_protocol = TLSv1.2
 auth_ssl_username_from_cert = yes
 ssl_cert_username_field = commonName
 auth_mechanisms = plain login external
-# plaintext passwords only over TLS (or loopback, which Dovecot counts as secured)
 disable_plaintext_auth = yes
 auth_username_format = %Lu
 auth_failure_delay = 0
@@ -658,7 +662,31 @@ def cmd_stop(a):
                 pass
     stop_postfix(st)
     stop_dovecot(st)
+    st["stopped"] = True
+    save(st)
     return 0
+
+
+def cmd_dovecot_stop(a):
+    stop_dovecot(load(a.dir))
+    return 0
+
+
+def cmd_dovecot_start(a):
+    st = load(a.dir)
+    pid = dovecot_pid(st)
+    if pid and pid_alive(pid):
+        return 0
+    last = None
+    for _ in range(20):
+        try:
+            start_dovecot(st)
+            return 0
+        except Fail as e:
+            last = e
+            stop_dovecot(st)
+            time.sleep(0.25)
+    raise Fail(f"dovecot did not restart: {last}\n{tail_logs(st['dir'])}")
 
 
 def cmd_postfix_stop(a):
@@ -704,10 +732,11 @@ def cmd_watch(a):
         if not pid_alive(a.pid):
             log(f"owner process {a.pid} is gone: stopping the mail system in {d}")
             return cmd_stop(a)
-        st = load(d)
-        dp = dovecot_pid(st)
-        if not (dp and pid_alive(dp)):
-            return 0  # stopped normally
+        try:
+            if load(d).get("stopped"):
+                return 0  # stopped normally
+        except (Fail, ValueError):
+            pass
 
 
 def cmd_status(a):
@@ -736,7 +765,8 @@ def main(argv=None):
     s.add_argument("--pid", type=int, required=True)
     s.set_defaults(fn=cmd_watch)
     for name, fn in (("stop", cmd_stop), ("postfix-stop", cmd_postfix_stop),
-                     ("postfix-start", cmd_postfix_start), ("status", cmd_status)):
+                     ("postfix-start", cmd_postfix_start), ("dovecot-stop", cmd_dovecot_stop),
+                     ("dovecot-start", cmd_dovecot_start), ("status", cmd_status)):
         s = sub.add_parser(name)
         s.add_argument("--dir", required=True)
         s.set_defaults(fn=fn)

@@ -514,6 +514,17 @@ impl MailSystem {
         self.mailsys("postfix-start");
     }
 
+    /// Stops Dovecot only (IMAP and LMTP outage: Postfix defers delivery meanwhile and retries
+    /// every 5-10 s).
+    pub fn stop_dovecot(&self) {
+        self.mailsys("dovecot-stop");
+    }
+
+    /// Restarts Dovecot on the same ports; the mail is kept.
+    pub fn start_dovecot(&self) {
+        self.mailsys("dovecot-start");
+    }
+
     /// Stops everything now (also done on drop).
     pub fn stop(&mut self) {
         if let Some(dir) = self.dir.take() {

@@ -12,7 +12,8 @@ Usage (as root):
   mailsys.py postfix-start --dir DIR   restarts Postfix on the same ports.
   mailsys.py dovecot-stop / dovecot-start --dir DIR   the same for Dovecot (IMAP outage).
   mailsys.py status --dir DIR          prints the JSON and whether each daemon runs.
-  start --watch-pid PID also leaves a watcher that stops the instance once PID is gone.
+  start --watch-pid PID also leaves a watcher that stops the instance once PID is gone
+  (--watch-remove: and deletes DIR).
 
 Several instances may run at once (each has its own DIR, ports, queue and Dovecot base_dir).
 The system Postfix and Dovecot instances are never used nor started.
@@ -628,7 +629,7 @@ def cmd_start(a):
             time.sleep(0.2)
             continue
         if a.watch_pid:
-            spawn_watcher(d, a.watch_pid)
+            spawn_watcher(d, a.watch_pid, a.watch_remove)
         print(json.dumps(public(st), indent=2))
         return 0
     raise Fail(f"could not start the mail system in {d}: {last_err}\n{tail_logs(d)}")
@@ -712,11 +713,12 @@ def cmd_postfix_start(a):
     raise Fail(f"postfix did not restart: {last}\n{tail_logs(st['dir'])}")
 
 
-def spawn_watcher(d, pid):
+def spawn_watcher(d, pid, remove):
     """A detached process that stops this mail system when process `pid` is gone (a test
-    binary killed before its Drop ran)."""
+    binary killed before its Drop ran, or one keeping the mail system in a static), and with
+    `remove` deletes DIR then."""
     subprocess.Popen([sys.executable, os.path.abspath(__file__), "watch", "--dir", d,
-                      "--pid", str(pid)],
+                      "--pid", str(pid)] + (["--remove"] if remove else []),
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=open(os.path.join(d, "watch.log"), "a"),
                      start_new_session=True, close_fds=True)
@@ -731,7 +733,10 @@ def cmd_watch(a):
             return 0  # DIR removed: stopped (or its owner cleaned up); nothing to do
         if not pid_alive(a.pid):
             log(f"owner process {a.pid} is gone: stopping the mail system in {d}")
-            return cmd_stop(a)
+            rc = cmd_stop(a)
+            if a.remove:
+                shutil.rmtree(d, ignore_errors=True)
+            return rc
         try:
             if load(d).get("stopped"):
                 return 0  # stopped normally
@@ -759,10 +764,13 @@ def main(argv=None):
     s.add_argument("--password", default=DEFAULT_PASSWORD)
     s.add_argument("--watch-pid", type=int,
                    help="stop this mail system by itself when that process is gone")
+    s.add_argument("--watch-remove", action="store_true",
+                   help="with --watch-pid: also delete DIR then")
     s.set_defaults(fn=cmd_start)
     s = sub.add_parser("watch")
     s.add_argument("--dir", required=True)
     s.add_argument("--pid", type=int, required=True)
+    s.add_argument("--remove", action="store_true")
     s.set_defaults(fn=cmd_watch)
     for name, fn in (("stop", cmd_stop), ("postfix-stop", cmd_postfix_stop),
                      ("postfix-start", cmd_postfix_start), ("dovecot-stop", cmd_dovecot_stop),

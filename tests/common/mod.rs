@@ -352,6 +352,7 @@ impl MailSystem {
                 &domains.join(","),
                 "--watch-pid",
                 &pid,
+                "--watch-remove",
             ]),
             None,
         );

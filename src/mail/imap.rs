@@ -54,6 +54,8 @@ pub struct ImapClient {
     capabilities: HashSet<String>,
     host: String,
     port: u16,
+    /// The server reported new mail (EXISTS/RECENT) since the last `select` or `idle_wait`.
+    news: bool,
 }
 
 impl std::fmt::Debug for ImapClient {
@@ -207,6 +209,7 @@ impl ImapClient {
             capabilities,
             host: settings.host.clone(),
             port: settings.port,
+            news: false,
         })
     }
 
@@ -274,6 +277,12 @@ impl ImapClient {
         self.capabilities.contains(&name.to_ascii_uppercase())
     }
 
+    /// Acts as if the server had not announced `name` (e.g. `MOVE` on a server whose MOVE is
+    /// broken; tests use it to exercise the COPY + UID EXPUNGE path).
+    pub fn ignore_capability(&mut self, name: &str) {
+        self.capabilities.remove(&name.to_ascii_uppercase());
+    }
+
     pub fn has_idle(&self) -> bool {
         self.has_capability("IDLE")
     }
@@ -336,7 +345,9 @@ impl ImapClient {
         let mbox = limited(&ctx, "select", self.session.select(&wire))
             .await
             .map_err(|e| ctx.err("select", format!("{mailbox}: {e}")))?;
+        // SELECT gives a fresh view: what was reported before it is no news.
         self.drain_unsolicited();
+        self.news = false;
         let uidvalidity = mbox
             .uid_validity
             .ok_or_else(|| ctx.err("select", format!("{mailbox}: server sent no UIDVALIDITY")))?;
@@ -379,6 +390,30 @@ impl ImapClient {
                     .iter()
                     .filter(|f| f.uid == Some(uid))
                     .find_map(|f| f.body().map(<[u8]>::to_vec)),
+            )
+        })
+        .await
+    }
+
+    /// The message's size in bytes (`RFC822.SIZE`, to refuse oversized mail before fetching
+    /// it); `None` when no message has this UID any more.
+    pub async fn size(&mut self, uid: u32) -> Result<Option<u32>, MailError> {
+        let host = self.host.clone();
+        let ctx = Ctx {
+            host: &host,
+            port: self.port,
+        };
+        let session = &mut self.session;
+        limited(&ctx, "uid fetch size", async move {
+            let stream = session
+                .uid_fetch(uid.to_string(), "(UID RFC822.SIZE)")
+                .await?;
+            let fetches: Vec<async_imap::types::Fetch> = stream.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(
+                fetches
+                    .iter()
+                    .filter(|f| f.uid == Some(uid))
+                    .find_map(|f| f.size),
             )
         })
         .await
@@ -446,25 +481,36 @@ impl ImapClient {
         Ok(())
     }
 
-    /// Waits in IDLE up to `timeout` for a change in the selected mailbox. Changes the server
-    /// reported during earlier commands count too (no wake-up is lost between a search and the
-    /// IDLE). The session is handed back, as async-imap's IDLE handle does.
+    /// Waits in IDLE up to `timeout` for a change in the selected mailbox. New mail the server
+    /// reported during earlier commands counts too (no wake-up is lost between a search and the
+    /// IDLE). The session is handed back, as async-imap's IDLE handle does; on error it is gone
+    /// (reconnect). Without the IDLE capability this sleeps `timeout` and sends a NOOP, so pass
+    /// the polling interval then.
     pub async fn idle_wait(
         mut self,
         timeout: Duration,
     ) -> Result<(ImapClient, IdleOutcome), MailError> {
         use async_imap::extensions::idle::IdleResponse;
-        if self.drain_unsolicited() {
+        self.drain_unsolicited();
+        if std::mem::take(&mut self.news) {
             return Ok((self, IdleOutcome::NewData));
         }
         if !self.has_idle() {
-            return Err(self.err("idle", "server does not support IDLE"));
+            tokio::time::sleep(timeout).await;
+            self.noop().await?;
+            let outcome = if std::mem::take(&mut self.news) {
+                IdleOutcome::NewData
+            } else {
+                IdleOutcome::Timeout
+            };
+            return Ok((self, outcome));
         }
         let ImapClient {
             session,
             capabilities,
             host,
             port,
+            news: _,
         } = self;
         let ctx = Ctx { host: &host, port };
         let mut handle = session.idle();
@@ -487,9 +533,11 @@ impl ImapClient {
             capabilities,
             host: host.clone(),
             port,
+            news: false,
         };
-        // Responses that came with the DONE completion count as new data too.
-        let outcome = if client.drain_unsolicited() {
+        // New mail reported with the DONE completion counts too.
+        client.drain_unsolicited();
+        let outcome = if std::mem::take(&mut client.news) {
             IdleOutcome::NewData
         } else {
             outcome
@@ -504,7 +552,9 @@ impl ImapClient {
             host: &host,
             port: self.port,
         };
-        limited(&ctx, "noop", self.session.noop()).await
+        limited(&ctx, "noop", self.session.noop()).await?;
+        self.drain_unsolicited();
+        Ok(())
     }
 
     /// LOGOUT, best effort (errors are ignored: the connection is closed either way).
@@ -512,18 +562,16 @@ impl ImapClient {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.session.logout()).await;
     }
 
-    /// Empties the unsolicited-response queue; true if it held a sign of new or changed mail.
-    fn drain_unsolicited(&mut self) -> bool {
-        let mut news = false;
+    /// Empties the unsolicited-response queue, remembering whether it announced new mail.
+    fn drain_unsolicited(&mut self) {
         while let Ok(resp) = self.session.unsolicited_responses.try_recv() {
             if matches!(
                 resp,
                 UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
             ) {
-                news = true;
+                self.news = true;
             }
         }
-        news
     }
 }
 

@@ -45,6 +45,16 @@ fn password_file(m: &Mailsys) -> PathBuf {
     .clone()
 }
 
+fn bad_password_file() -> PathBuf {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("teleavis-edge-badpw-{}", std::process::id()));
+        std::fs::write(&path, "not-the-password\n").unwrap();
+        path
+    })
+    .clone()
+}
+
 fn imap_settings(m: &Mailsys, user: &str, tls: TlsMode, auth: ImapAuth) -> ImapSettings {
     ImapSettings {
         host: m.host.clone(),
@@ -273,9 +283,7 @@ async fn imap_wrong_password_fails_at_authentication() {
     let m = mailsys();
     let u = user("badpw");
     let mut s = imap_settings(m, &u, TlsMode::Implicit, ImapAuth::Plain);
-    let bad = std::env::temp_dir().join(format!("teleavis-edge-badpw-{}", std::process::id()));
-    std::fs::write(&bad, "not-the-password\n").unwrap();
-    s.password_file = Some(bad);
+    s.password_file = Some(bad_password_file());
     let err = ImapClient::connect(&s).await.unwrap_err();
     assert_eq!(err.step(), Some("authenticate"), "{err}");
 }
@@ -636,9 +644,7 @@ async fn smtp_wrong_password_and_wrong_ca_are_temporary() {
     let m = mailsys();
     let u = user("smtpbad");
     let mut s = smtp_settings(m, TlsMode::Starttls, Some(&u));
-    let bad = std::env::temp_dir().join(format!("teleavis-edge-smtp-badpw-{}", std::process::id()));
-    std::fs::write(&bad, "not-the-password\n").unwrap();
-    s.password_file = Some(bad);
+    s.password_file = Some(bad_password_file());
     let err = SmtpSender::new(&s)
         .unwrap()
         .send_raw(&u, std::slice::from_ref(&u), &message(&u, "badpw"))
@@ -662,6 +668,16 @@ async fn smtp_wrong_password_and_wrong_ca_are_temporary() {
         "{err:?}"
     );
     assert!(sender.test_connection().await.is_err());
+
+    // check-config --connect logs in: a wrong password shows there too.
+    let mut s = smtp_settings(m, TlsMode::Starttls, Some(&u));
+    s.password_file = Some(bad_password_file());
+    let err = SmtpSender::new(&s)
+        .unwrap()
+        .test_connection()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("535"), "{err}");
 }
 
 #[tokio::test]
@@ -700,4 +716,96 @@ async fn smtp_invalid_address_is_permanent() {
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// A one-connection fake server on loopback: sends `greeting`, then answers each line it reads
+/// with `answer(line)` (None: close). Returns its port and everything the client sent.
+async fn fake_server(
+    greeting: &'static str,
+    answer: fn(&str) -> Option<String>,
+) -> (u16, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let (r, mut w) = sock.into_split();
+        let mut r = BufReader::new(r);
+        let mut seen = String::new();
+        w.write_all(greeting.as_bytes()).await.unwrap();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            match answer(line.trim_end()) {
+                Some(reply) => {
+                    if w.write_all(reply.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        seen
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn imap_starttls_refused_never_goes_on_in_plaintext() {
+    let m = mailsys();
+    let (port, server) = fake_server("* OK fake IMAP\r\n", |line| {
+        Some(if line.starts_with("T0 STARTTLS") {
+            "T0 BAD no TLS here\r\n".to_string()
+        } else {
+            "* BAD unexpected\r\n".to_string()
+        })
+    })
+    .await;
+    let mut s = imap_settings(m, &user("nostarttls"), TlsMode::Starttls, ImapAuth::Plain);
+    s.port = port;
+    let err = ImapClient::connect(&s).await.unwrap_err();
+    assert_eq!(err.step(), Some("starttls"), "{err}");
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen, "T0 STARTTLS\r\n",
+        "nothing but STARTTLS was sent in clear"
+    );
+}
+
+#[tokio::test]
+async fn imap_implicit_tls_against_a_plaintext_server_fails_in_tls() {
+    let m = mailsys();
+    let (port, _server) = fake_server("* OK plaintext IMAP\r\n", |_| None).await;
+    let mut s = imap_settings(m, &user("plainsrv"), TlsMode::Implicit, ImapAuth::Plain);
+    s.port = port;
+    let err = ImapClient::connect(&s).await.unwrap_err();
+    assert_eq!(err.step(), Some("tls"), "{err}");
+}
+
+#[tokio::test]
+async fn smtp_without_starttls_sends_nothing_in_clear() {
+    let m = mailsys();
+    let (port, server) = fake_server("220 fake ESMTP\r\n", |line| {
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        Some(match verb.as_str() {
+            "EHLO" => "250-fake\r\n250 AUTH PLAIN LOGIN\r\n".to_string(),
+            "QUIT" => "221 bye\r\n".to_string(),
+            _ => "250 ok\r\n".to_string(),
+        })
+    })
+    .await;
+    let u = user("nosmtptls");
+    let mut s = smtp_settings(m, TlsMode::Starttls, Some(&u));
+    s.port = port;
+    let err = SmtpSender::new(&s)
+        .unwrap()
+        .send_raw(&u, std::slice::from_ref(&u), &message(&u, "clear"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Temporary(_)), "{err:?}");
+    let seen = server.await.unwrap();
+    assert!(!seen.contains("AUTH") && !seen.contains("MAIL"), "{seen}");
 }

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use super::{MailError, tls, utf7};
 use crate::config::{ImapAuth, ImapSettings, TlsMode, read_secret};
 
-/// TCP connect, TLS handshake, greeting and authentication together.
+/// Each step of the connection: TCP connect, STARTTLS, TLS handshake, greeting, authentication.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Any single command (a FETCH of a large message included).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -158,36 +158,25 @@ impl ImapClient {
         let config = tls::client_config(settings.ca_file.as_deref(), client_cert)?;
         let server_name = tls::server_name(&settings.host).map_err(|e| ctx.err("connect", e))?;
 
-        let fut = async {
-            let stream = Self::open(&ctx, settings.tls, config, server_name).await?;
-            let mut client = async_imap::Client::new(stream);
-            if settings.tls == TlsMode::Implicit {
-                let greeting = client
-                    .read_response()
-                    .await
-                    .map_err(|e| ctx.err("greeting", e))?
-                    .ok_or_else(|| ctx.err("greeting", "connection closed"))?;
-                check_greeting(&ctx, greeting.parsed())?;
-            }
-            let user = settings.username.as_str();
-            let session = match settings.auth {
-                ImapAuth::Plain => {
-                    let password = password.as_deref().unwrap_or_default();
-                    client.authenticate("PLAIN", Plain { user, password }).await
-                }
-                ImapAuth::Login => {
-                    client
-                        .login(user, password.as_deref().unwrap_or_default())
-                        .await
-                }
+        let stream = Self::open(&ctx, settings.tls, config, server_name).await?;
+        let mut client = async_imap::Client::new(stream);
+        if settings.tls == TlsMode::Implicit {
+            let greeting = within(&ctx, "greeting", CONNECT_TIMEOUT, client.read_response())
+                .await?
+                .ok_or_else(|| ctx.err("greeting", "connection closed"))?;
+            check_greeting(&ctx, greeting.parsed())?;
+        }
+        let user = settings.username.as_str();
+        let password = password.as_deref().unwrap_or_default();
+        let auth = async {
+            match settings.auth {
+                ImapAuth::Plain => client.authenticate("PLAIN", Plain { user, password }).await,
+                ImapAuth::Login => client.login(user, password).await,
                 ImapAuth::External => client.authenticate("EXTERNAL", External).await,
             }
-            .map_err(|(e, _)| ctx.err("authenticate", e))?;
-            Ok::<_, MailError>(session)
+            .map_err(|(e, _)| e)
         };
-        let mut session = tokio::time::timeout(CONNECT_TIMEOUT, fut)
-            .await
-            .map_err(|_| ctx.timeout("connect", CONNECT_TIMEOUT))??;
+        let mut session = within(&ctx, "authenticate", CONNECT_TIMEOUT, auth).await?;
 
         let caps = tokio::time::timeout(COMMAND_TIMEOUT, session.capabilities())
             .await
@@ -225,27 +214,31 @@ impl ImapClient {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(ctx.host);
-        let mut tcp = TcpStream::connect((bare, ctx.port))
-            .await
-            .map_err(|e| ctx.err("connect", e))?;
+        let mut tcp = within(
+            ctx,
+            "connect",
+            CONNECT_TIMEOUT,
+            TcpStream::connect((bare, ctx.port)),
+        )
+        .await?;
         tcp.set_nodelay(true).ok();
         if mode == TlsMode::Starttls {
-            let greeting = read_line(&mut tcp)
-                .await
-                .map_err(|e| ctx.err("greeting", e))?;
+            let greeting = within(ctx, "greeting", CONNECT_TIMEOUT, read_line(&mut tcp)).await?;
             if !greeting.starts_with("* OK") {
                 return Err(ctx.err(
                     "greeting",
                     format!("unexpected greeting {:?}", truncate(&greeting)),
                 ));
             }
-            tcp.write_all(b"T0 STARTTLS\r\n")
-                .await
-                .map_err(|e| ctx.err("starttls", e))?;
+            within(
+                ctx,
+                "starttls",
+                CONNECT_TIMEOUT,
+                tcp.write_all(b"T0 STARTTLS\r\n"),
+            )
+            .await?;
             loop {
-                let line = read_line(&mut tcp)
-                    .await
-                    .map_err(|e| ctx.err("starttls", e))?;
+                let line = within(ctx, "starttls", CONNECT_TIMEOUT, read_line(&mut tcp)).await?;
                 if line.starts_with("* ") {
                     continue;
                 }
@@ -258,10 +251,8 @@ impl ImapClient {
                 ));
             }
         }
-        TlsConnector::from(config)
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| ctx.err("tls", e))
+        let handshake = TlsConnector::from(config).connect(server_name, tcp);
+        within(ctx, "tls", CONNECT_TIMEOUT, handshake).await
     }
 
     fn err(&self, step: &'static str, message: impl std::fmt::Display) -> MailError {
@@ -581,10 +572,20 @@ async fn limited<T, E: std::fmt::Display>(
     step: &'static str,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, MailError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    within(ctx, step, COMMAND_TIMEOUT, fut).await
+}
+
+/// Runs one network step under `limit`, naming it in the error.
+async fn within<T, E: std::fmt::Display>(
+    ctx: &Ctx<'_>,
+    step: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, MailError> {
+    match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ctx.err(step, e)),
-        Err(_) => Err(ctx.timeout(step, COMMAND_TIMEOUT)),
+        Err(_) => Err(ctx.timeout(step, limit)),
     }
 }
 

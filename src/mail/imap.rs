@@ -357,6 +357,7 @@ impl ImapClient {
             port: self.port,
         };
         let set = limited(&ctx, "uid search", self.session.uid_search("UNDELETED")).await?;
+        self.drain_unsolicited();
         let mut uids: Vec<u32> = set.into_iter().collect();
         uids.sort_unstable();
         Ok(uids)
@@ -504,9 +505,20 @@ impl ImapClient {
             news: _,
         } = self;
         let ctx = Ctx { host: &host, port };
+        let unsolicited = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         limited(&ctx, "idle", handle.init()).await?;
-        let outcome = {
+        // New mail announced before the server's "+ idling" is queued, not seen by the wait.
+        let mut early = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            early |= matches!(
+                r,
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+            );
+        }
+        let outcome = if early {
+            IdleOutcome::NewData
+        } else {
             let (wait, _stop) = handle.wait_with_timeout(timeout);
             // The handle's own timeout restarts on every "* OK Still here"; bound the total.
             match tokio::time::timeout(timeout, wait).await {

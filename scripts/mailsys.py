@@ -10,8 +10,10 @@ Usage (as root):
                                        alternate_config_directories (idempotent).
   mailsys.py postfix-stop --dir DIR    stops Postfix only (outage tests).
   mailsys.py postfix-start --dir DIR   restarts Postfix on the same ports.
+  mailsys.py dovecot-stop / dovecot-start --dir DIR   the same for Dovecot (IMAP outage).
   mailsys.py status --dir DIR          prints the JSON and whether each daemon runs.
-  start --watch-pid PID also leaves a watcher that stops the instance once PID is gone.
+  start --watch-pid PID also leaves a watcher that stops the instance once PID is gone
+  (--watch-remove: and deletes DIR).
 
 Several instances may run at once (each has its own DIR, ports, queue and Dovecot base_dir).
 The system Postfix and Dovecot instances are never used nor started.
@@ -193,7 +195,8 @@ def write_dovecot(st):
     os.makedirs(dvd, exist_ok=True)
     os.makedirs(st["maildir_root"], exist_ok=True)
     os.makedirs(os.path.join(d, "home"), exist_ok=True)
-    mail_uid = 8  # Debian's `mail` system user owns the mail; root reads it anyway.
+    # Debian's `mail` system user owns the mail (root reads it anyway)
+    mail_uid = _uid("mail") or 8
     for p in (st["maildir_root"], os.path.join(d, "home")):
         os.chown(p, mail_uid, mail_uid)
         os.chmod(p, 0o755)
@@ -207,6 +210,9 @@ info_log_path = {d}/dovecot.log
 debug_log_path = {d}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
+# Passwords only over TLS; but Dovecot 2.3 counts a connection whose both ends have the same
+# IP (127.0.0.1) as secured, so LOGIN before STARTTLS on imap_port is accepted anyway: the
+# client must insist on TLS. Postfix takes AUTH over TLS only (smtpd_tls_auth_only).
 ssl = yes
 ssl_cert = <{st['pki']}/server.crt
 ssl_key = <{st['pki']}/server.key
@@ -217,7 +223,6 @@ ssl_min_protocol = TLSv1.2
 auth_ssl_username_from_cert = yes
 ssl_cert_username_field = commonName
 auth_mechanisms = plain login external
-# plaintext passwords only over TLS (or loopback, which Dovecot counts as secured)
 disable_plaintext_auth = yes
 auth_username_format = %Lu
 auth_failure_delay = 0
@@ -439,6 +444,12 @@ def _uid(name):
 
 def pid_alive(pid):
     try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False  # a zombie: dead, not yet reaped by its parent
+    except (OSError, IndexError):
+        pass
+    try:
         os.kill(pid, 0)
         return True
     except ProcessLookupError:
@@ -460,6 +471,40 @@ def wait_gone(pid, timeout):
     while pid and pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not (pid and pid_alive(pid))
+
+
+def kill_group(pid, grace=0.3):
+    """SIGTERM to a daemon's process group (the master is a session leader, its children share
+    the group), SIGKILL after `grace` seconds: the masters otherwise take 1-3 s to exit and
+    tests must be quick. Postfix's queue is crash-safe; the test mail is disposable."""
+    if not pid or not pid_alive(pid):
+        return
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if pgid != pid or pgid == os.getpgrp():
+        # not a session leader as expected: signal the master alone
+        os.kill(pid, signal.SIGTERM)
+        if not wait_gone(pid, 10):
+            os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, 5)
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not wait_gone(pid, grace):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(pid, 5)
+    # children that outlived the master (already signalled) get the rest
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def postfix_pid(st):
@@ -485,13 +530,7 @@ def start_dovecot(st):
 
 
 def stop_dovecot(st):
-    pid = dovecot_pid(st)
-    if pid and pid_alive(pid):
-        run(["dovecot", "-c", dv_conf(st["dir"]), "stop"], check=False, timeout=20)
-        if not wait_gone(pid, 10):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, 5)
-    # stray processes of this instance (named after instance_name) die with the master
+    kill_group(dovecot_pid(st))
     if st["dovecot_base_dir"].startswith("/tmp/tvdv-"):
         shutil.rmtree(st["dovecot_base_dir"], ignore_errors=True)
 
@@ -507,16 +546,8 @@ def start_postfix(st):
 
 def stop_postfix(st, keep_acd=False):
     d = pf_dir(st["dir"])
-    pid = postfix_pid(st)
-    if pid and pid_alive(pid):
-        acd_add(d)  # postfix -c needs it listed
-        run(["postfix", "-c", d, "stop"], check=False, timeout=30)
-        if not wait_gone(pid, 10):
-            run(["postfix", "-c", d, "abort"], check=False, timeout=30)
-            if not wait_gone(pid, 5):
-                os.kill(pid, signal.SIGKILL)
-                wait_gone(pid, 5)
-    # the listening ports are closed by master; wait until they are free again
+    kill_group(postfix_pid(st))
+    # the listening ports are closed with master; make sure they are free again
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(
             port_open(st[k]) for k in ("smtp_port", "submission_port", "smtps_port")):
@@ -598,7 +629,7 @@ def cmd_start(a):
             time.sleep(0.2)
             continue
         if a.watch_pid:
-            spawn_watcher(d, a.watch_pid)
+            spawn_watcher(d, a.watch_pid, a.watch_remove)
         print(json.dumps(public(st), indent=2))
         return 0
     raise Fail(f"could not start the mail system in {d}: {last_err}\n{tail_logs(d)}")
@@ -622,9 +653,41 @@ def cmd_stop(a):
     except Fail:
         acd_remove(pf_dir(d))
         return 0
+    # both at once: signal both groups, then wait
+    pp, dp = postfix_pid(st), dovecot_pid(st)
+    for pid in (pp, dp):
+        if pid and pid_alive(pid) and os.getpgid(pid) == pid:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     stop_postfix(st)
     stop_dovecot(st)
+    st["stopped"] = True
+    save(st)
     return 0
+
+
+def cmd_dovecot_stop(a):
+    stop_dovecot(load(a.dir))
+    return 0
+
+
+def cmd_dovecot_start(a):
+    st = load(a.dir)
+    pid = dovecot_pid(st)
+    if pid and pid_alive(pid):
+        return 0
+    last = None
+    for _ in range(20):
+        try:
+            start_dovecot(st)
+            return 0
+        except Fail as e:
+            last = e
+            stop_dovecot(st)
+            time.sleep(0.25)
+    raise Fail(f"dovecot did not restart: {last}\n{tail_logs(st['dir'])}")
 
 
 def cmd_postfix_stop(a):
@@ -650,11 +713,12 @@ def cmd_postfix_start(a):
     raise Fail(f"postfix did not restart: {last}\n{tail_logs(st['dir'])}")
 
 
-def spawn_watcher(d, pid):
+def spawn_watcher(d, pid, remove):
     """A detached process that stops this mail system when process `pid` is gone (a test
-    binary killed before its Drop ran)."""
+    binary killed before its Drop ran, or one keeping the mail system in a static), and with
+    `remove` deletes DIR then."""
     subprocess.Popen([sys.executable, os.path.abspath(__file__), "watch", "--dir", d,
-                      "--pid", str(pid)],
+                      "--pid", str(pid)] + (["--remove"] if remove else []),
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=open(os.path.join(d, "watch.log"), "a"),
                      start_new_session=True, close_fds=True)
@@ -669,11 +733,15 @@ def cmd_watch(a):
             return 0  # DIR removed: stopped (or its owner cleaned up); nothing to do
         if not pid_alive(a.pid):
             log(f"owner process {a.pid} is gone: stopping the mail system in {d}")
-            return cmd_stop(a)
-        st = load(d)
-        dp = dovecot_pid(st)
-        if not (dp and pid_alive(dp)):
-            return 0  # stopped normally
+            rc = cmd_stop(a)
+            if a.remove:
+                shutil.rmtree(d, ignore_errors=True)
+            return rc
+        try:
+            if load(d).get("stopped"):
+                return 0  # stopped normally
+        except (Fail, ValueError):
+            pass
 
 
 def cmd_status(a):
@@ -696,13 +764,17 @@ def main(argv=None):
     s.add_argument("--password", default=DEFAULT_PASSWORD)
     s.add_argument("--watch-pid", type=int,
                    help="stop this mail system by itself when that process is gone")
+    s.add_argument("--watch-remove", action="store_true",
+                   help="with --watch-pid: also delete DIR then")
     s.set_defaults(fn=cmd_start)
     s = sub.add_parser("watch")
     s.add_argument("--dir", required=True)
     s.add_argument("--pid", type=int, required=True)
+    s.add_argument("--remove", action="store_true")
     s.set_defaults(fn=cmd_watch)
     for name, fn in (("stop", cmd_stop), ("postfix-stop", cmd_postfix_stop),
-                     ("postfix-start", cmd_postfix_start), ("status", cmd_status)):
+                     ("postfix-start", cmd_postfix_start), ("dovecot-stop", cmd_dovecot_stop),
+                     ("dovecot-start", cmd_dovecot_start), ("status", cmd_status)):
         s = sub.add_parser(name)
         s.add_argument("--dir", required=True)
         s.set_defaults(fn=fn)

@@ -36,11 +36,21 @@ fn mail_system_smime_plus_address_external_and_outage() {
     assert_eq!(got.len(), 1);
     let got = &got[0];
     // body byte-identical; the original headers kept, Received/Delivered-To added
-    assert_eq!(split_message(got).1, split_message(&raw).1, "body changed in transit");
+    assert_eq!(
+        split_message(got).1,
+        split_message(&raw).1,
+        "body changed in transit"
+    );
     let (orig_head, _) = split_message(&raw);
     let got_head = String::from_utf8_lossy(split_message(got).0).into_owned();
-    for line in String::from_utf8_lossy(orig_head).split("\r\n").filter(|l| !l.is_empty()) {
-        assert!(got_head.contains(line), "header line {line:?} lost:\n{got_head}");
+    for line in String::from_utf8_lossy(orig_head)
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+    {
+        assert!(
+            got_head.contains(line),
+            "header line {line:?} lost:\n{got_head}"
+        );
     }
     assert_eq!(header_values(got, "Delivered-To"), vec![TAGGED.to_string()]);
     assert!(!header_values(got, "Received").is_empty());
@@ -50,7 +60,13 @@ fn mail_system_smime_plus_address_external_and_outage() {
     assert_eq!(opened["signed_by"], "dr.martin@cabinet.test", "{opened:#}");
     assert_eq!(opened["verified"], true);
     assert_eq!(opened["encrypted"], true);
-    assert!(opened["text"].as_str().unwrap().contains("Prénom(s) : Éric"), "{opened:#}");
+    assert!(
+        opened["text"]
+            .as_str()
+            .unwrap()
+            .contains("Prénom(s) : Éric"),
+        "{opened:#}"
+    );
     // someone else's key does not
     assert!(try_open_as("gp2", got).is_err());
 
@@ -61,13 +77,20 @@ fn mail_system_smime_plus_address_external_and_outage() {
     assert_eq!(ms.count(GATEWAY, "Quarantaine"), 0);
 
     // AUTHENTICATE EXTERNAL with the imapclient certificate (CN = the gateway address)
-    let folders = ms.try_external_login("imapclient").expect("IMAP EXTERNAL login");
+    let folders = ms
+        .try_external_login("imapclient")
+        .expect("IMAP EXTERNAL login");
     assert!(folders.iter().any(|f| f == "INBOX"), "{folders:?}");
     // a certificate from another CA is refused
     assert!(ms.try_external_login("otherca").is_err());
 
     // submission requires AUTH (or a client certificate)
-    ms.submit_raw("dr.martin@cabinet.test", "dr.martin@cabinet.test", &["infectio@hopital.test"], &raw);
+    ms.submit_raw(
+        "dr.martin@cabinet.test",
+        "dr.martin@cabinet.test",
+        &["infectio@hopital.test"],
+        &raw,
+    );
     assert!(ms.wait_for_count("infectio@hopital.test", "INBOX", 1, Duration::from_secs(15)));
 
     // Postfix outage: sends fail, then work again after the restart on the same port
@@ -85,7 +108,11 @@ fn mail_system_smime_plus_address_external_and_outage() {
         "not delivered after the Postfix restart\n{}",
         ms.logs()
     );
-    assert!(t0.elapsed() < Duration::from_secs(30), "harness too slow: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "harness too slow: {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -93,10 +120,14 @@ fn two_mail_systems_side_by_side() {
     let a = MailSystem::start();
     let b = MailSystem::start();
     assert_ne!(a.smtp_port, b.smtp_port);
-    let msg = b"From: dr.bua@cabinet.test\r\nTo: pneumo@hopital.test\r\nSubject: a\r\n\r\nhello\r\n";
+    let msg =
+        b"From: dr.bua@cabinet.test\r\nTo: pneumo@hopital.test\r\nSubject: a\r\n\r\nhello\r\n";
     a.send_raw("dr.bua@cabinet.test", &["pneumo@hopital.test"], msg);
     assert!(a.wait_for_count("pneumo@hopital.test", "INBOX", 1, Duration::from_secs(15)));
     assert_eq!(b.count("pneumo@hopital.test", "INBOX"), 0);
     // no relaying outside the local domains
-    assert!(a.try_send_raw("dr.bua@cabinet.test", &["someone@example.org"], msg).is_err());
+    assert!(
+        a.try_send_raw("dr.bua@cabinet.test", &["someone@example.org"], msg)
+            .is_err()
+    );
 }

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use super::{MailError, tls, utf7};
 use crate::config::{ImapAuth, ImapSettings, TlsMode, read_secret};
 
-/// TCP connect, TLS handshake, greeting and authentication together.
+/// Each step of the connection: TCP connect, STARTTLS, TLS handshake, greeting, authentication.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Any single command (a FETCH of a large message included).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -54,6 +54,8 @@ pub struct ImapClient {
     capabilities: HashSet<String>,
     host: String,
     port: u16,
+    /// The server reported new mail (EXISTS/RECENT) since the last `select` or `idle_wait`.
+    news: bool,
 }
 
 impl std::fmt::Debug for ImapClient {
@@ -156,36 +158,25 @@ impl ImapClient {
         let config = tls::client_config(settings.ca_file.as_deref(), client_cert)?;
         let server_name = tls::server_name(&settings.host).map_err(|e| ctx.err("connect", e))?;
 
-        let fut = async {
-            let stream = Self::open(&ctx, settings.tls, config, server_name).await?;
-            let mut client = async_imap::Client::new(stream);
-            if settings.tls == TlsMode::Implicit {
-                let greeting = client
-                    .read_response()
-                    .await
-                    .map_err(|e| ctx.err("greeting", e))?
-                    .ok_or_else(|| ctx.err("greeting", "connection closed"))?;
-                check_greeting(&ctx, greeting.parsed())?;
-            }
-            let user = settings.username.as_str();
-            let session = match settings.auth {
-                ImapAuth::Plain => {
-                    let password = password.as_deref().unwrap_or_default();
-                    client.authenticate("PLAIN", Plain { user, password }).await
-                }
-                ImapAuth::Login => {
-                    client
-                        .login(user, password.as_deref().unwrap_or_default())
-                        .await
-                }
+        let stream = Self::open(&ctx, settings.tls, config, server_name).await?;
+        let mut client = async_imap::Client::new(stream);
+        if settings.tls == TlsMode::Implicit {
+            let greeting = within(&ctx, "greeting", CONNECT_TIMEOUT, client.read_response())
+                .await?
+                .ok_or_else(|| ctx.err("greeting", "connection closed"))?;
+            check_greeting(&ctx, greeting.parsed())?;
+        }
+        let user = settings.username.as_str();
+        let password = password.as_deref().unwrap_or_default();
+        let auth = async {
+            match settings.auth {
+                ImapAuth::Plain => client.authenticate("PLAIN", Plain { user, password }).await,
+                ImapAuth::Login => client.login(user, password).await,
                 ImapAuth::External => client.authenticate("EXTERNAL", External).await,
             }
-            .map_err(|(e, _)| ctx.err("authenticate", e))?;
-            Ok::<_, MailError>(session)
+            .map_err(|(e, _)| e)
         };
-        let mut session = tokio::time::timeout(CONNECT_TIMEOUT, fut)
-            .await
-            .map_err(|_| ctx.timeout("connect", CONNECT_TIMEOUT))??;
+        let mut session = within(&ctx, "authenticate", CONNECT_TIMEOUT, auth).await?;
 
         let caps = tokio::time::timeout(COMMAND_TIMEOUT, session.capabilities())
             .await
@@ -207,6 +198,7 @@ impl ImapClient {
             capabilities,
             host: settings.host.clone(),
             port: settings.port,
+            news: false,
         })
     }
 
@@ -222,27 +214,31 @@ impl ImapClient {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(ctx.host);
-        let mut tcp = TcpStream::connect((bare, ctx.port))
-            .await
-            .map_err(|e| ctx.err("connect", e))?;
+        let mut tcp = within(
+            ctx,
+            "connect",
+            CONNECT_TIMEOUT,
+            TcpStream::connect((bare, ctx.port)),
+        )
+        .await?;
         tcp.set_nodelay(true).ok();
         if mode == TlsMode::Starttls {
-            let greeting = read_line(&mut tcp)
-                .await
-                .map_err(|e| ctx.err("greeting", e))?;
+            let greeting = within(ctx, "greeting", CONNECT_TIMEOUT, read_line(&mut tcp)).await?;
             if !greeting.starts_with("* OK") {
                 return Err(ctx.err(
                     "greeting",
                     format!("unexpected greeting {:?}", truncate(&greeting)),
                 ));
             }
-            tcp.write_all(b"T0 STARTTLS\r\n")
-                .await
-                .map_err(|e| ctx.err("starttls", e))?;
+            within(
+                ctx,
+                "starttls",
+                CONNECT_TIMEOUT,
+                tcp.write_all(b"T0 STARTTLS\r\n"),
+            )
+            .await?;
             loop {
-                let line = read_line(&mut tcp)
-                    .await
-                    .map_err(|e| ctx.err("starttls", e))?;
+                let line = within(ctx, "starttls", CONNECT_TIMEOUT, read_line(&mut tcp)).await?;
                 if line.starts_with("* ") {
                     continue;
                 }
@@ -255,10 +251,8 @@ impl ImapClient {
                 ));
             }
         }
-        TlsConnector::from(config)
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| ctx.err("tls", e))
+        let handshake = TlsConnector::from(config).connect(server_name, tcp);
+        within(ctx, "tls", CONNECT_TIMEOUT, handshake).await
     }
 
     fn err(&self, step: &'static str, message: impl std::fmt::Display) -> MailError {
@@ -272,6 +266,12 @@ impl ImapClient {
     /// Whether the server announced `name` (case-insensitive), e.g. `MOVE`, `UIDPLUS`.
     pub fn has_capability(&self, name: &str) -> bool {
         self.capabilities.contains(&name.to_ascii_uppercase())
+    }
+
+    /// Acts as if the server had not announced `name` (e.g. `MOVE` on a server whose MOVE is
+    /// broken; tests use it to exercise the COPY + UID EXPUNGE path).
+    pub fn ignore_capability(&mut self, name: &str) {
+        self.capabilities.remove(&name.to_ascii_uppercase());
     }
 
     pub fn has_idle(&self) -> bool {
@@ -336,7 +336,9 @@ impl ImapClient {
         let mbox = limited(&ctx, "select", self.session.select(&wire))
             .await
             .map_err(|e| ctx.err("select", format!("{mailbox}: {e}")))?;
+        // SELECT gives a fresh view: what was reported before it is no news.
         self.drain_unsolicited();
+        self.news = false;
         let uidvalidity = mbox
             .uid_validity
             .ok_or_else(|| ctx.err("select", format!("{mailbox}: server sent no UIDVALIDITY")))?;
@@ -355,6 +357,7 @@ impl ImapClient {
             port: self.port,
         };
         let set = limited(&ctx, "uid search", self.session.uid_search("UNDELETED")).await?;
+        self.drain_unsolicited();
         let mut uids: Vec<u32> = set.into_iter().collect();
         uids.sort_unstable();
         Ok(uids)
@@ -379,6 +382,30 @@ impl ImapClient {
                     .iter()
                     .filter(|f| f.uid == Some(uid))
                     .find_map(|f| f.body().map(<[u8]>::to_vec)),
+            )
+        })
+        .await
+    }
+
+    /// The message's size in bytes (`RFC822.SIZE`, to refuse oversized mail before fetching
+    /// it); `None` when no message has this UID any more.
+    pub async fn size(&mut self, uid: u32) -> Result<Option<u32>, MailError> {
+        let host = self.host.clone();
+        let ctx = Ctx {
+            host: &host,
+            port: self.port,
+        };
+        let session = &mut self.session;
+        limited(&ctx, "uid fetch size", async move {
+            let stream = session
+                .uid_fetch(uid.to_string(), "(UID RFC822.SIZE)")
+                .await?;
+            let fetches: Vec<async_imap::types::Fetch> = stream.try_collect().await?;
+            Ok::<_, async_imap::error::Error>(
+                fetches
+                    .iter()
+                    .filter(|f| f.uid == Some(uid))
+                    .find_map(|f| f.size),
             )
         })
         .await
@@ -446,30 +473,52 @@ impl ImapClient {
         Ok(())
     }
 
-    /// Waits in IDLE up to `timeout` for a change in the selected mailbox. Changes the server
-    /// reported during earlier commands count too (no wake-up is lost between a search and the
-    /// IDLE). The session is handed back, as async-imap's IDLE handle does.
+    /// Waits in IDLE up to `timeout` for a change in the selected mailbox. New mail the server
+    /// reported during earlier commands counts too (no wake-up is lost between a search and the
+    /// IDLE). The session is handed back, as async-imap's IDLE handle does; on error it is gone
+    /// (reconnect). Without the IDLE capability this sleeps `timeout` and sends a NOOP, so pass
+    /// the polling interval then.
     pub async fn idle_wait(
         mut self,
         timeout: Duration,
     ) -> Result<(ImapClient, IdleOutcome), MailError> {
         use async_imap::extensions::idle::IdleResponse;
-        if self.drain_unsolicited() {
+        self.drain_unsolicited();
+        if std::mem::take(&mut self.news) {
             return Ok((self, IdleOutcome::NewData));
         }
         if !self.has_idle() {
-            return Err(self.err("idle", "server does not support IDLE"));
+            tokio::time::sleep(timeout).await;
+            self.noop().await?;
+            let outcome = if std::mem::take(&mut self.news) {
+                IdleOutcome::NewData
+            } else {
+                IdleOutcome::Timeout
+            };
+            return Ok((self, outcome));
         }
         let ImapClient {
             session,
             capabilities,
             host,
             port,
+            news: _,
         } = self;
         let ctx = Ctx { host: &host, port };
+        let unsolicited = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         limited(&ctx, "idle", handle.init()).await?;
-        let outcome = {
+        // New mail announced before the server's "+ idling" is queued, not seen by the wait.
+        let mut early = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            early |= matches!(
+                r,
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+            );
+        }
+        let outcome = if early {
+            IdleOutcome::NewData
+        } else {
             let (wait, _stop) = handle.wait_with_timeout(timeout);
             // The handle's own timeout restarts on every "* OK Still here"; bound the total.
             match tokio::time::timeout(timeout, wait).await {
@@ -487,9 +536,11 @@ impl ImapClient {
             capabilities,
             host: host.clone(),
             port,
+            news: false,
         };
-        // Responses that came with the DONE completion count as new data too.
-        let outcome = if client.drain_unsolicited() {
+        // New mail reported with the DONE completion counts too.
+        client.drain_unsolicited();
+        let outcome = if std::mem::take(&mut client.news) {
             IdleOutcome::NewData
         } else {
             outcome
@@ -504,7 +555,9 @@ impl ImapClient {
             host: &host,
             port: self.port,
         };
-        limited(&ctx, "noop", self.session.noop()).await
+        limited(&ctx, "noop", self.session.noop()).await?;
+        self.drain_unsolicited();
+        Ok(())
     }
 
     /// LOGOUT, best effort (errors are ignored: the connection is closed either way).
@@ -512,18 +565,16 @@ impl ImapClient {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.session.logout()).await;
     }
 
-    /// Empties the unsolicited-response queue; true if it held a sign of new or changed mail.
-    fn drain_unsolicited(&mut self) -> bool {
-        let mut news = false;
+    /// Empties the unsolicited-response queue, remembering whether it announced new mail.
+    fn drain_unsolicited(&mut self) {
         while let Ok(resp) = self.session.unsolicited_responses.try_recv() {
             if matches!(
                 resp,
                 UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
             ) {
-                news = true;
+                self.news = true;
             }
         }
-        news
     }
 }
 
@@ -533,10 +584,20 @@ async fn limited<T, E: std::fmt::Display>(
     step: &'static str,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, MailError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    within(ctx, step, COMMAND_TIMEOUT, fut).await
+}
+
+/// Runs one network step under `limit`, naming it in the error.
+async fn within<T, E: std::fmt::Display>(
+    ctx: &Ctx<'_>,
+    step: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, MailError> {
+    match tokio::time::timeout(limit, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ctx.err(step, e)),
-        Err(_) => Err(ctx.timeout(step, COMMAND_TIMEOUT)),
+        Err(_) => Err(ctx.timeout(step, limit)),
     }
 }
 

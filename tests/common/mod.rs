@@ -43,9 +43,13 @@ fn describe(cmd: &Command) -> String {
 
 /// Runs a command with optional stdin; returns its output whatever the exit status.
 pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>) -> Output {
-    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)));
@@ -111,7 +115,11 @@ fn make_pki() -> PathBuf {
         if std::fs::rename(&tmp, &cache).is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        assert!(cache.join("crl/ca.crl.pem").exists(), "PKI cache {} incomplete", cache.display());
+        assert!(
+            cache.join("crl/ca.crl.pem").exists(),
+            "PKI cache {} incomplete",
+            cache.display()
+        );
     }
     cleanup_stale_pki_copies();
     let dir = tempfile::Builder::new()
@@ -120,7 +128,10 @@ fn make_pki() -> PathBuf {
         .expect("temp dir for the PKI")
         .keep();
     run_ok(
-        Command::new("cp").arg("-a").arg(format!("{}/.", cache.display())).arg(&dir),
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", cache.display()))
+            .arg(&dir),
         None,
     );
     dir
@@ -128,10 +139,14 @@ fn make_pki() -> PathBuf {
 
 /// Removes PKI copies left by test processes that have ended.
 fn cleanup_stale_pki_copies() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("teleavis-pki-") else { continue };
+        let Some(rest) = name.strip_prefix("teleavis-pki-") else {
+            continue;
+        };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
@@ -169,7 +184,10 @@ pub fn pki_user(name_or_email: &str) -> String {
         .expect("read PKI users")
         .flatten()
         .filter_map(|e| {
-            e.file_name().to_string_lossy().strip_suffix(".email").map(|s| s.to_string())
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".email")
+                .map(|s| s.to_string())
         })
         .collect();
     names.sort();
@@ -186,12 +204,18 @@ pub fn pki_user(name_or_email: &str) -> String {
 
 /// Runs tests/support/mailtool.py with args (and stdin); panics with its stderr on failure.
 pub fn mailtool(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
-    run_ok(Command::new(python()).arg(mailtool_script()).args(args), input)
+    run_ok(
+        Command::new(python()).arg(mailtool_script()).args(args),
+        input,
+    )
 }
 
 /// Like [`mailtool`] but returns the error output instead of panicking.
 pub fn try_mailtool(args: &[&str], input: Option<&[u8]>) -> Result<Vec<u8>, String> {
-    let out = run_with_input(Command::new(python()).arg(mailtool_script()).args(args), input);
+    let out = run_with_input(
+        Command::new(python()).arg(mailtool_script()).args(args),
+        input,
+    );
     if out.status.success() {
         Ok(out.stdout)
     } else {
@@ -328,14 +352,27 @@ impl MailSystem {
                 &domains.join(","),
                 "--watch-pid",
                 &pid,
+                "--watch-remove",
             ]),
             None,
         );
         let info: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
-            panic!("mailsys.py start printed no JSON ({e}): {}", String::from_utf8_lossy(&out))
+            panic!(
+                "mailsys.py start printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out)
+            )
         });
-        let port = |k: &str| info[k].as_u64().unwrap_or_else(|| panic!("no {k} in {info}")) as u16;
-        let s = |k: &str| info[k].as_str().unwrap_or_else(|| panic!("no {k} in {info}")).to_string();
+        let port = |k: &str| {
+            info[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {k} in {info}")) as u16
+        };
+        let s = |k: &str| {
+            info[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {k} in {info}"))
+                .to_string()
+        };
         MailSystem {
             smtp_port: port("smtp_port"),
             submission_port: port("submission_port"),
@@ -381,7 +418,9 @@ impl MailSystem {
     /// Like [`send_raw`](Self::send_raw); `Err(stderr)` when Postfix is down or refuses.
     pub fn try_send_raw(&self, from: &str, to: &[&str], raw: &[u8]) -> Result<(), String> {
         let port = Self::port_s(self.smtp_port);
-        let mut args = vec!["send", "--host", &self.host, "--port", &port, "--from", from];
+        let mut args = vec![
+            "send", "--host", &self.host, "--port", &port, "--from", from,
+        ];
         for t in to {
             args.push("--to");
             args.push(t);
@@ -395,8 +434,20 @@ impl MailSystem {
         let port = Self::port_s(self.submission_port);
         let ca = self.ca_file.to_str().unwrap().to_string();
         let mut args = vec![
-            "send", "--host", &self.host, "--port", &port, "--starttls", "--cafile", &ca,
-            "--user", user, "--password", &self.password, "--from", from,
+            "send",
+            "--host",
+            &self.host,
+            "--port",
+            &port,
+            "--starttls",
+            "--cafile",
+            &ca,
+            "--user",
+            user,
+            "--password",
+            &self.password,
+            "--from",
+            from,
         ];
         for t in to {
             args.push("--to");
@@ -406,17 +457,35 @@ impl MailSystem {
         mailtool(&args, Some(raw));
     }
 
-    fn imap_args<'a>(&'a self, cmd: &'a str, user: &'a str, port: &'a str, ca: &'a str) -> Vec<&'a str> {
+    fn imap_args<'a>(
+        &'a self,
+        cmd: &'a str,
+        user: &'a str,
+        port: &'a str,
+        ca: &'a str,
+    ) -> Vec<&'a str> {
         vec![
-            cmd, "--host", &self.host, "--port", port, "--cafile", ca, "--user", user,
-            "--password", &self.password,
+            cmd,
+            "--host",
+            &self.host,
+            "--port",
+            port,
+            "--cafile",
+            ca,
+            "--user",
+            user,
+            "--password",
+            &self.password,
         ]
     }
 
     /// Every message in `mailbox` of `user` (raw bytes as stored, UID order). Does not set
     /// \Seen. Panics when the mailbox does not exist.
     pub fn fetch(&self, user: &str, mailbox: &str) -> Vec<Vec<u8>> {
-        self.fetch_with_flags(user, mailbox).into_iter().map(|m| m.raw).collect()
+        self.fetch_with_flags(user, mailbox)
+            .into_iter()
+            .map(|m| m.raw)
+            .collect()
     }
 
     /// Like [`fetch`](Self::fetch) with UIDs and flags.
@@ -434,7 +503,11 @@ impl MailSystem {
                 uid: v["uid"].as_u64().unwrap() as u32,
                 flags: v["flags"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 raw: std::fs::read(v["file"].as_str().unwrap()).expect("read fetched message"),
             })
@@ -487,8 +560,17 @@ impl MailSystem {
         let k = user_key(cert_user);
         let out = try_mailtool(
             &[
-                "folders", "--host", &self.host, "--port", &port, "--cafile", &ca, "--cert",
-                c.to_str().unwrap(), "--key", k.to_str().unwrap(),
+                "folders",
+                "--host",
+                &self.host,
+                "--port",
+                &port,
+                "--cafile",
+                &ca,
+                "--cert",
+                c.to_str().unwrap(),
+                "--key",
+                k.to_str().unwrap(),
             ],
             None,
         )?;
@@ -497,9 +579,11 @@ impl MailSystem {
 
     fn mailsys(&self, cmd: &str) {
         run_ok(
-            Command::new(python())
-                .arg(mailsys_script())
-                .args([cmd, "--dir", self.dir().to_str().unwrap()]),
+            Command::new(python()).arg(mailsys_script()).args([
+                cmd,
+                "--dir",
+                self.dir().to_str().unwrap(),
+            ]),
             None,
         );
     }
@@ -514,17 +598,33 @@ impl MailSystem {
         self.mailsys("postfix-start");
     }
 
+    /// Stops Dovecot only (IMAP and LMTP outage: Postfix defers delivery meanwhile and retries
+    /// every 5-10 s).
+    pub fn stop_dovecot(&self) {
+        self.mailsys("dovecot-stop");
+    }
+
+    /// Restarts Dovecot on the same ports; the mail is kept.
+    pub fn start_dovecot(&self) {
+        self.mailsys("dovecot-start");
+    }
+
     /// Stops everything now (also done on drop).
     pub fn stop(&mut self) {
         if let Some(dir) = self.dir.take() {
             let out = run_with_input(
-                Command::new(python())
-                    .arg(mailsys_script())
-                    .args(["stop", "--dir", dir.path().to_str().unwrap()]),
+                Command::new(python()).arg(mailsys_script()).args([
+                    "stop",
+                    "--dir",
+                    dir.path().to_str().unwrap(),
+                ]),
                 None,
             );
             if !out.status.success() {
-                eprintln!("mailsys.py stop failed: {}", String::from_utf8_lossy(&out.stderr));
+                eprintln!(
+                    "mailsys.py stop failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             if std::env::var_os("TELEAVIS_KEEP_MAILSYS").is_some() {
                 eprintln!("keeping {}", dir.keep().display());
@@ -580,10 +680,10 @@ pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
         if let Some(c) = current.take() {
             out.push(c);
         }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case(name) {
-                current = Some(v.trim().to_string());
-            }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case(name)
+        {
+            current = Some(v.trim().to_string());
         }
     }
     if let Some(c) = current {

@@ -25,6 +25,7 @@
 
 import argparse
 import base64
+import datetime
 import email
 import email.policy
 import email.utils
@@ -301,8 +302,8 @@ def cmd_compose(a):
         inner.add_attachment(data, maintype=maintype, subtype=sub,
                              filename=os.path.basename(path), cte="base64")
     # the MIME entity alone (Content-* headers), as the S/MIME layers take it
-    if inner.get("MIME-Version"):
-        del inner["MIME-Version"]
+    for part in inner.walk():  # EmailMessage puts one on every part; clients do not
+        del part["MIME-Version"]
     entity = crlf(inner.as_bytes(policy=pol))
 
     encrypt = bool(a.encrypt_to)
@@ -336,7 +337,8 @@ def cmd_compose(a):
     if a.cc:
         outer["Cc"] = ", ".join(a.cc)
     outer["Subject"] = a.subject
-    outer["Date"] = a.date or email.utils.formatdate(localtime=False, usegmt=False)
+    outer["Date"] = a.date or email.utils.format_datetime(
+        datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
     domain = a.sender.rsplit("@", 1)[-1].strip(">") if "@" in a.sender else "mailtool.test"
     outer["Message-ID"] = a.message_id or email.utils.make_msgid(domain=domain)
     for h in a.header:

@@ -189,7 +189,9 @@ pub enum EncryptOutgoing {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cipher {
+    #[serde(rename = "aes-256-gcm")]
     Aes256Gcm,
+    #[serde(rename = "aes-256-cbc")]
     Aes256Cbc,
 }
 

@@ -230,6 +230,11 @@ async fn session(
                 raw,
             };
             let handled = intake.handle(fetched).await?;
+            if fault_injected("abort-after-commit") {
+                // The reliability tests crash the daemon exactly between COMMIT and MOVE.
+                tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");
+                std::process::abort();
+            }
             // Only now, with everything committed, does the message leave the mailbox.
             client.move_to(uid, &handled.destination).await?;
             intake.moved(handled.inbound_id).await?;
@@ -277,4 +282,9 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Fault injection for the reliability tests (`TELEAVIS_FAULT=<point>`); never set in service.
+fn fault_injected(point: &str) -> bool {
+    std::env::var("TELEAVIS_FAULT").is_ok_and(|v| v == point)
 }

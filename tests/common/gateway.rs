@@ -2,6 +2,8 @@
 //! running [`MailSystem`](super::MailSystem), the real binary started and stopped as systemd
 //! would (SIGTERM) or killed (SIGKILL), the command line, and the database it writes.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};

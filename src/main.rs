@@ -132,7 +132,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    teleavis::daemon::init_logging(&settings.log);
+    // The daemon logs at the configured level; the administrative commands print their result
+    // and log only warnings, unless RUST_LOG says otherwise.
+    let mut log = settings.log.clone();
+    if !matches!(args.command, Command::Run) {
+        log.level = Some("warn".into());
+    }
+    teleavis::daemon::init_logging(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,16 +14,28 @@ use sha2::{Digest, Sha256};
 const T: Duration = Duration::from_secs(60);
 
 fn case1() -> String {
-    std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt")).unwrap()
+    std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt"))
+        .unwrap()
 }
 
 /// A request from the GP, as their client makes it (signed, encrypted to the gateway).
 fn request(subject: &str) -> Vec<u8> {
-    compose_signed_encrypted("gp", "teleexpertise+infectio@hopital.test", "gateway", subject, &case1(), &[])
+    compose_signed_encrypted(
+        "gp",
+        "teleexpertise+infectio@hopital.test",
+        "gateway",
+        subject,
+        &case1(),
+        &[],
+    )
 }
 
 fn send_request(mail: &MailSystem, raw: &[u8]) {
-    mail.send_raw(&user_email("gp"), &["teleexpertise+infectio@hopital.test"], raw);
+    mail.send_raw(
+        &user_email("gp"),
+        &["teleexpertise+infectio@hopital.test"],
+        raw,
+    );
 }
 
 fn sha256(b: &[u8]) -> String {
@@ -41,7 +53,11 @@ fn ingest_and_check(db: Db) {
     gw.start();
     send_request(&mail, &request("Demande d'avis"));
 
-    assert!(mail.wait_for_count(GATEWAY, "Traités", 1, T), "not moved to Traités:\n{}", gw.log());
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", 1, T),
+        "not moved to Traités:\n{}",
+        gw.log()
+    );
     assert_eq!(mail.count(GATEWAY, "INBOX"), 0, "INBOX must end empty");
     assert_eq!(mail.count(GATEWAY, "Quarantaine"), 0, "{}", gw.log());
     let on_server = mail.fetch(GATEWAY, "Traités").remove(0);
@@ -49,22 +65,40 @@ fn ingest_and_check(db: Db) {
     // Stored byte-identical, with its hash, and marked moved.
     let row = rt().block_on(async {
         let store = gw.store().await;
-        let meta = store.find_inbound_by_sha256(&sha256(&on_server)).await.unwrap().expect("inbound row with the server copy's SHA-256");
+        let meta = store
+            .find_inbound_by_sha256(&sha256(&on_server))
+            .await
+            .unwrap()
+            .expect("inbound row with the server copy's SHA-256");
         store.get_inbound(meta.id).await.unwrap().unwrap()
     });
-    assert_eq!(row.raw, on_server, "stored bytes differ from the server copy");
+    assert_eq!(
+        row.raw, on_server,
+        "stored bytes differ from the server copy"
+    );
     assert_eq!(row.meta.outcome, "processed");
     assert_eq!(row.meta.destination.as_deref(), Some("Traités"));
     assert!(row.meta.moved_at.is_some());
 
     // What it caused went out through the outbox and the real Postfix.
-    assert!(mail.wait_for_count(&user_email("gp"), "INBOX", 1, T), "no acknowledgement:\n{}", gw.log());
-    assert!(mail.wait_for_count(INFECTIO, "INBOX", 1, T), "no forward:\n{}", gw.log());
+    assert!(
+        mail.wait_for_count(&user_email("gp"), "INBOX", 1, T),
+        "no acknowledgement:\n{}",
+        gw.log()
+    );
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 1, T),
+        "no forward:\n{}",
+        gw.log()
+    );
     let threads = gw.threads();
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0]["status"], "nouvelle");
     let audit = gw.cli(&["audit", "verify"]);
-    assert!(audit.status.success() && String::from_utf8_lossy(&audit.stdout).contains("audit chain OK"), "{audit:?}");
+    assert!(
+        audit.status.success() && String::from_utf8_lossy(&audit.stdout).contains("audit chain OK"),
+        "{audit:?}"
+    );
     gw.stop();
 }
 
@@ -86,16 +120,30 @@ fn crash_between_commit_and_move_handles_the_message_once() {
     let mut gw = Gateway::new(&mail, Db::Sqlite);
     gw.start_with_env(&[("TELEAVIS_FAULT", "abort-after-commit")]);
     send_request(&mail, &request("Demande d'avis"));
-    let status = gw.wait_exit(T).unwrap_or_else(|| panic!("the fault did not fire:\n{}", gw.log()));
+    let status = gw
+        .wait_exit(T)
+        .unwrap_or_else(|| panic!("the fault did not fire:\n{}", gw.log()));
     assert!(!status.success());
     // Committed, not moved.
     assert_eq!(mail.count(GATEWAY, "INBOX"), 1);
-    assert_eq!(gw.threads().len(), 1, "the thread was committed before the crash");
+    assert_eq!(
+        gw.threads().len(),
+        1,
+        "the thread was committed before the crash"
+    );
 
     gw.start();
-    assert!(mail.wait_for_count(GATEWAY, "Traités", 1, T), "{}", gw.log());
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", 1, T),
+        "{}",
+        gw.log()
+    );
     assert_eq!(mail.count(GATEWAY, "INBOX"), 0);
-    assert_eq!(gw.threads().len(), 1, "no duplicate thread after the restart");
+    assert_eq!(
+        gw.threads().len(),
+        1,
+        "no duplicate thread after the restart"
+    );
     let on_server = mail.fetch(GATEWAY, "Traités").remove(0);
     let rows = rt().block_on(async {
         let store = gw.store().await;
@@ -106,7 +154,11 @@ fn crash_between_commit_and_move_handles_the_message_once() {
     // One acknowledgement, however long we wait.
     assert!(mail.wait_for_count(&user_email("gp"), "INBOX", 1, T));
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(mail.count(&user_email("gp"), "INBOX"), 1, "exactly one acknowledgement");
+    assert_eq!(
+        mail.count(&user_email("gp"), "INBOX"),
+        1,
+        "exactly one acknowledgement"
+    );
     gw.stop();
 }
 
@@ -122,25 +174,56 @@ fn outbox_message_arrives_signed_encrypted_with_the_convention_headers() {
 
     let tid = gw.threads()[0]["id"].as_str().unwrap().to_string();
     let shown = gw.cli_json(&["threads", "show", &tid, "--format", "json"]);
-    let ack_row = shown["messages"].as_array().unwrap().iter().find(|m| m["kind"] == "ack").expect("ack in the thread").clone();
-    assert_eq!(header_values(&ack, "Message-ID"), vec![ack_row["message_id"].as_str().unwrap().to_string()]);
-    assert_eq!(header_values(&ack, "Auto-Submitted"), vec!["auto-generated"]);
+    let ack_row = shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "ack")
+        .expect("ack in the thread")
+        .clone();
+    assert_eq!(
+        header_values(&ack, "Message-ID"),
+        vec![ack_row["message_id"].as_str().unwrap().to_string()]
+    );
+    assert_eq!(
+        header_values(&ack, "Auto-Submitted"),
+        vec!["auto-generated"]
+    );
     assert_eq!(header_values(&ack, "X-Teleavis-Thread"), vec![tid.clone()]);
     let reply_to = header_values(&ack, "Reply-To").join(" ");
-    assert!(reply_to.contains(&format!("teleexpertise+{}@hopital.test", tid.to_lowercase())), "{reply_to}");
+    assert!(
+        reply_to.contains(&format!(
+            "teleexpertise+{}@hopital.test",
+            tid.to_lowercase()
+        )),
+        "{reply_to}"
+    );
     let subject = header_values(&ack, "Subject").join(" ");
     assert!(subject.contains(&format!("[{tid}]")), "{subject}");
     // No patient data in any header.
     let (head, _) = common::split_message(&ack);
     let head = String::from_utf8_lossy(head).to_lowercase();
-    for secret in ["martin julie", "julie", "23/01/1991", "2 91 01", "291015746312381", "mycoplasme"] {
-        assert!(!head.contains(secret), "patient data {secret:?} in the headers");
+    for secret in [
+        "martin julie",
+        "julie",
+        "23/01/1991",
+        "2 91 01",
+        "291015746312381",
+        "mycoplasme",
+    ] {
+        assert!(
+            !head.contains(secret),
+            "patient data {secret:?} in the headers"
+        );
     }
     // Signed by the gateway, encrypted to the GP: checked with openssl, not with teleavis.
     let opened = open_as("gp", &ack);
     assert_eq!(opened["verified"], true);
     assert_eq!(opened["encrypted"], true);
-    assert_eq!(opened["signed_by"].as_str().unwrap().to_lowercase(), GATEWAY);
+    assert_eq!(
+        opened["signed_by"].as_str().unwrap().to_lowercase(),
+        GATEWAY
+    );
     assert!(opened["text"].as_str().unwrap().contains(&tid));
     gw.stop();
 }
@@ -154,24 +237,44 @@ fn postfix_outage_is_retried_and_delivered_once() {
     assert!(mail.wait_for_count(GATEWAY, "INBOX", 1, T));
     mail.stop_postfix();
     gw.start();
-    assert!(mail.wait_for_count(GATEWAY, "Traités", 1, T), "{}", gw.log());
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", 1, T),
+        "{}",
+        gw.log()
+    );
     let tid = gw.threads()[0]["id"].as_str().unwrap().to_string();
     // The sends fail and are retried with backoff, the rows kept.
     gw.wait_until("a retried outbox row", T, || {
-        let rows = rt().block_on(async { gw.store().await.outbox_by_status(teleavis::store::OutboxStatus::Pending).await.unwrap() });
+        let rows = rt().block_on(async {
+            gw.store()
+                .await
+                .outbox_by_status(teleavis::store::OutboxStatus::Pending)
+                .await
+                .unwrap()
+        });
         rows.iter().any(|r| r.attempts >= 2).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     mail.start_postfix();
     let gp = user_email("gp");
-    assert!(mail.wait_for_count(&gp, "INBOX", 1, T), "not delivered after the outage:\n{}", gw.log());
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 1, T),
+        "not delivered after the outage:\n{}",
+        gw.log()
+    );
     assert!(mail.wait_for_count(INFECTIO, "INBOX", 1, T));
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(mail.count(&gp, "INBOX"), 1, "exactly one copy");
     assert_eq!(mail.count(INFECTIO, "INBOX"), 1, "exactly one copy");
     let ack = mail.fetch(&gp, "INBOX").remove(0);
     assert_eq!(header_values(&ack, "X-Teleavis-Thread"), vec![tid]);
-    let sent = rt().block_on(async { gw.store().await.outbox_by_status(teleavis::store::OutboxStatus::Sent).await.unwrap() });
+    let sent = rt().block_on(async {
+        gw.store()
+            .await
+            .outbox_by_status(teleavis::store::OutboxStatus::Sent)
+            .await
+            .unwrap()
+    });
     assert!(sent.iter().all(|r| r.attempts >= 1));
     gw.stop();
 }

@@ -415,10 +415,7 @@ impl Intake {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let since = now - chrono::Duration::hours(1);
-        let sent = self
-            .store
-            .count_auto_replies_since(to, since)
-            .await?;
+        let sent = self.store.count_auto_replies_since(to, since).await?;
         if sent >= i64::from(self.settings.gateway.auto_reply_per_hour) {
             warn!(to = %to, "automatic reply suppressed by the rate limit");
             return Ok(false);
@@ -432,9 +429,7 @@ impl Intake {
             m.in_reply_to = Some(mid.clone());
             m.references = vec![mid.clone()];
         }
-        self.store
-            .record_auto_reply(tx, to, now)
-            .await?;
+        self.store.record_auto_reply(tx, to, now).await?;
         crate::outbox::enqueue(&self.store, tx, &self.settings, "notice", &m, now).await?;
         Ok(true)
     }

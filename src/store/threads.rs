@@ -225,15 +225,23 @@ impl Store {
     }
 
     /// One thread, read inside the caller's transaction (sees its uncommitted changes).
-    pub async fn get_thread_in(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<ThreadRow>> {
-        sqlx::query(concat!("SELECT ", thread_cols!(), " FROM threads WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .with_ctx(|| format!("reading thread {id}"))?
-            .as_ref()
-            .map(thread_from_row)
-            .transpose()
+    pub async fn get_thread_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<Option<ThreadRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            thread_cols!(),
+            " FROM threads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .with_ctx(|| format!("reading thread {id}"))?
+        .as_ref()
+        .map(thread_from_row)
+        .transpose()
     }
 
     /// The messages of a thread in time order, inside the caller's transaction.

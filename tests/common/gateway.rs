@@ -49,14 +49,23 @@ pub fn postgres_available() -> bool {
             std::env::var("TELEAVIS_REQUIRE_POSTGRES").as_deref() != Ok("1"),
             "PostgreSQL unreachable at 127.0.0.1:5432 but TELEAVIS_REQUIRE_POSTGRES=1"
         );
-        eprintln!("\n!!!!! NOTICE: PostgreSQL unreachable at 127.0.0.1:5432: PostgreSQL test SKIPPED !!!!!\n");
+        eprintln!(
+            "\n!!!!! NOTICE: PostgreSQL unreachable at 127.0.0.1:5432: PostgreSQL test SKIPPED !!!!!\n"
+        );
     }
     ok
 }
 
 fn psql(sql: &str) {
-    let out = Command::new("psql").args([PG_ADMIN, "-qAtc", sql]).output().expect("run psql");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("psql")
+        .args([PG_ADMIN, "-qAtc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_secret(path: &Path, text: &str) {
@@ -73,19 +82,31 @@ impl Gateway {
     /// `overrides` fill the template's other placeholders: `("cipher", "aes-256-cbc")`. Other
     /// settings are changed the way operators do, with `TELEAVIS__SECTION__KEY` at start.
     pub fn with(mail: &MailSystem, db: Db, overrides: &[(&str, &str)]) -> Gateway {
-        let dir = tempfile::Builder::new().prefix("teleavis-gw-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("teleavis-gw-")
+            .tempdir()
+            .expect("temp dir");
         let pki = pki();
         // Group mailboxes and the admin have no signed mail to learn from: their certificates
         // are placed in recipients_dir, as an operator would.
         for name in ["infectio", "pneumo", "admin"] {
-            let _ = std::fs::copy(pki.join(format!("users/{name}.crt")), pki.join(format!("recipients/{name}.pem")));
+            let _ = std::fs::copy(
+                pki.join(format!("users/{name}.crt")),
+                pki.join(format!("recipients/{name}.pem")),
+            );
         }
         let (db_url, pg_database) = match db {
-            Db::Sqlite => (format!("sqlite://{}/teleavis.db", dir.path().display()), None),
+            Db::Sqlite => (
+                format!("sqlite://{}/teleavis.db", dir.path().display()),
+                None,
+            ),
             Db::Postgres => {
                 let name = format!("teleavis_e2e_{}_{}", std::process::id(), rand_suffix());
                 psql(&format!("CREATE DATABASE {name}"));
-                (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
+                (
+                    format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    Some(name),
+                )
             }
         };
         let mut cipher = "aes-256-gcm".to_string();
@@ -94,7 +115,8 @@ impl Gateway {
                 cipher = v.to_string();
             }
         }
-        let template = std::fs::read_to_string(repo_root().join("config/dev.toml.in")).expect("config/dev.toml.in");
+        let template = std::fs::read_to_string(repo_root().join("config/dev.toml.in"))
+            .expect("config/dev.toml.in");
         let text = template
             .replace("@DATABASE_URL@", &db_url)
             .replace("@DIR@", &dir.path().display().to_string())
@@ -104,10 +126,23 @@ impl Gateway {
             .replace("@CIPHER@", &cipher);
         let config = dir.path().join("teleavis.toml");
         std::fs::write(&config, text).expect("write config");
-        write_secret(&dir.path().join("imap.password"), &format!("{}\n", mail.password));
-        write_secret(&dir.path().join("smtp.password"), &format!("{}\n", mail.password));
+        write_secret(
+            &dir.path().join("imap.password"),
+            &format!("{}\n", mail.password),
+        );
+        write_secret(
+            &dir.path().join("smtp.password"),
+            &format!("{}\n", mail.password),
+        );
         let log = dir.path().join("teleavis.log");
-        Gateway { dir, config, db_url, pg_database, child: None, log }
+        Gateway {
+            dir,
+            config,
+            db_url,
+            pg_database,
+            child: None,
+            log,
+        }
     }
 
     pub fn bin() -> &'static str {
@@ -121,7 +156,11 @@ impl Gateway {
     /// Starts `teleavis run` and waits until it is reading the mailbox.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let mut cmd = Command::new(Self::bin());
         cmd.arg("--config").arg(&self.config).arg("run");
         cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
@@ -180,7 +219,8 @@ impl Gateway {
     pub fn stop(&mut self) -> ExitStatus {
         let pid = self.pid().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.wait_exit(Duration::from_secs(30)).unwrap_or_else(|| panic!("teleavis did not stop on SIGTERM:\n{}", self.log()))
+        self.wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("teleavis did not stop on SIGTERM:\n{}", self.log()))
     }
 
     /// SIGKILL: a crash.
@@ -197,33 +237,62 @@ impl Gateway {
 
     /// `teleavis --config … ARGS`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(Self::bin()).arg("--config").arg(&self.config).args(args).env_remove("RUST_LOG").output().expect("run teleavis")
+        Command::new(Self::bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run teleavis")
     }
 
     /// The command's stdout as JSON; panics when it fails.
     pub fn cli_json(&self, args: &[&str]) -> Value {
         let out = self.cli(args);
-        assert!(out.status.success(), "teleavis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("teleavis {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            out.status.success(),
+            "teleavis {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "teleavis {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     pub fn threads(&self) -> Vec<Value> {
-        self.cli_json(&["threads", "list", "--format", "json"]).as_array().cloned().unwrap_or_default()
+        self.cli_json(&["threads", "list", "--format", "json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn quarantine(&self) -> Vec<Value> {
-        self.cli_json(&["quarantine", "list", "--format", "json"]).as_array().cloned().unwrap_or_default()
+        self.cli_json(&["quarantine", "list", "--format", "json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Polls `f` until it returns Some, or panics with the daemon's log.
-    pub fn wait_until<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = f() {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}\n--- teleavis log\n{}", self.log());
+                panic!(
+                    "timed out waiting for {what}\n--- teleavis log\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -231,7 +300,9 @@ impl Gateway {
 
     /// The database, through the library.
     pub async fn store(&self) -> teleavis::store::Store {
-        teleavis::store::Store::connect(&self.db_url, 2).await.expect("open the gateway database")
+        teleavis::store::Store::connect(&self.db_url, 2)
+            .await
+            .expect("open the gateway database")
     }
 }
 
@@ -239,7 +310,13 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
         if let Some(name) = &self.pg_database {
-            let _ = Command::new("psql").args([PG_ADMIN, "-qAtc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).output();
+            let _ = Command::new("psql")
+                .args([
+                    PG_ADMIN,
+                    "-qAtc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .output();
         }
     }
 }

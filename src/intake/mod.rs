@@ -5,6 +5,7 @@
 //! Everything one message causes is committed in ONE transaction, before the caller moves the
 //! message out of the inbox.
 
+pub mod bounce;
 pub mod envelope;
 pub mod notices;
 pub mod reason;
@@ -241,17 +242,20 @@ impl Intake {
         let Some(envelope) = envelope else {
             return quarantine(Reason::Malformed, "not an RFC 5322 message".into());
         };
+        if is_automatic(envelope) {
+            if let Some(b) = bounce::read(raw, self.settings.gateway.address.domain()) {
+                self.record_bounce(tx, inbound_id, &b, now).await?;
+            }
+            return quarantine(
+                Reason::Automatic,
+                "automatic message (RFC 3834 headers, bounce or list)".into(),
+            );
+        }
         let Some(from) = envelope.from.clone() else {
             return quarantine(Reason::Malformed, "no usable From address".into());
         };
         if from.base() == self.settings.gateway.address.base() {
             return quarantine(Reason::Loop, "the gateway's own mail came back".into());
-        }
-        if is_automatic(envelope) {
-            return quarantine(
-                Reason::Automatic,
-                "automatic message (RFC 3834 headers, bounce or list)".into(),
-            );
         }
         let authenticated = match self.smime.authenticate(raw, now) {
             Ok(a) => a,
@@ -259,6 +263,19 @@ impl Intake {
                 let reason = Reason::Smime(rejection.reason);
                 if rejection.sender_authenticated {
                     // Safe to answer: the From address proved itself with a valid signature.
+                    // Its certificate is learned, so that the answer can be encrypted to it.
+                    if let Some(signer) = &rejection.signer {
+                        self.store
+                            .learn_certificate(
+                                tx,
+                                &signer.email,
+                                &signer.cert_der,
+                                signer.not_after,
+                                Some(inbound_id),
+                                now,
+                            )
+                            .await?;
+                    }
                     let text = notices::rejected(&self.settings, reason, envelope);
                     self.auto_reply(tx, &from, envelope, "Message refusé", text, None, now)
                         .await?;
@@ -375,6 +392,47 @@ impl Intake {
                 })
             }
         }
+    }
+
+    /// A bounce of the gateway's own mail: the outbox rows it names are failed after all, and
+    /// the admin is told (the bounce itself goes to quarantine as `automatic`).
+    async fn record_bounce(
+        &self,
+        tx: &mut Tx,
+        inbound_id: i64,
+        b: &bounce::Bounce,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        for mid in &b.message_ids {
+            let Some(row) = self.store.find_outbox_by_message_id(mid).await? else {
+                continue;
+            };
+            let reason = format!("bounced (inbound {inbound_id}): {}", b.diagnostic);
+            if !self.store.mark_bounced(tx, row.id, now, &reason).await?
+                || row.kind == "admin_alert"
+            {
+                continue;
+            }
+            let text = format!(
+                "Un message de la passerelle est en échec : il a été refusé après son envoi.\n\n\
+                 Message-ID : {}\nType : {}\nFil : {}\nDestinataires : {}\nMotif : {}\n\n\
+                 L'avis de non-remise est en quarantaine : teleavis quarantine show {inbound_id}\n",
+                row.message_id,
+                row.kind,
+                row.thread_id.as_deref().unwrap_or("-"),
+                row.recipients.join(", "),
+                b.diagnostic,
+            );
+            let alert = self.gateway_message(
+                vec![self.settings.gateway.admin_address.clone()],
+                "[teleavis] Message en échec".into(),
+                text,
+                row.thread_id.as_deref(),
+            );
+            crate::outbox::enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A message from the gateway, automatic (RFC 3834), with the thread headers when it has one.

@@ -364,6 +364,32 @@ impl Store {
         Ok(changed)
     }
 
+    /// Records a bounce (a delivery status notification naming this message) on a row the
+    /// relay had accepted: it is failed after all. False if the row was not `sent`.
+    pub async fn mark_bounced(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'failed', failed_at = $2, last_error = $3 \
+             WHERE id = $1 AND status = 'sent'",
+        )
+        .bind(id)
+        .bind(ts(now))
+        .bind(error)
+        .execute(&mut *conn)
+        .await
+        .with_ctx(|| format!("marking outgoing message #{id} bounced"))?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            warn!(outbox_id = id, "outgoing message bounced");
+        }
+        Ok(changed)
+    }
+
     /// Holds a row that cannot be sent as is (no certificate for a recipient); `reason` goes to
     /// `last_error`. False if not `pending`.
     pub async fn mark_held(&self, conn: &mut AnyConnection, id: i64, reason: &str) -> Result<bool> {

@@ -157,6 +157,28 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>, SmimeError> {
     }
 }
 
+/// The trust anchors with the stamp of the files they came from, so that an anchor added by
+/// the operator (before `quarantine reprocess`, say) is seen without a restart, like a CRL.
+pub struct AnchorSet {
+    pub certs: Vec<X509>,
+    stamp: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl AnchorSet {
+    pub fn load(path: &Path) -> Result<AnchorSet, SmimeError> {
+        let stamp = CrlSet::stamp_of(path);
+        Ok(AnchorSet {
+            certs: load_anchors(path)?,
+            stamp,
+        })
+    }
+
+    /// True when a file of `path` was added, removed or modified since loading.
+    pub fn is_stale(&self, path: &Path) -> bool {
+        CrlSet::stamp_of(path) != self.stamp
+    }
+}
+
 /// Trust anchors from a PEM file or a folder of certificate files.
 pub fn load_anchors(path: &Path) -> Result<Vec<X509>, SmimeError> {
     let mut anchors = Vec::new();

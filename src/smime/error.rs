@@ -130,6 +130,9 @@ pub struct Rejection {
     /// True only when a valid, trusted signature by the `From` address was verified, so that
     /// a reply to `From` cannot be backscatter.
     pub sender_authenticated: bool,
+    /// With `sender_authenticated`: the verified, trusted signer, whose certificate may be
+    /// learned so that the answer can be encrypted to them.
+    pub signer: Option<Box<super::SignerIdentity>>,
 }
 
 impl Rejection {
@@ -138,6 +141,7 @@ impl Rejection {
             reason,
             detail: detail.into(),
             sender_authenticated: false,
+            signer: None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub use cms::DecryptionKey;
 pub use error::{RejectReason, Rejection, SmimeError};
 pub use unwrap::{Layer, MAX_DEPTH, Unwrapped, unwrap_layers};
 
-use certs::{CrlSet, TrustView, Usage};
+use certs::{AnchorSet, CrlSet, TrustView, Usage};
 
 /// Who signed an accepted message, as read from the certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,8 @@ pub struct SmimeEngine {
     identity: certs::Identity,
     /// Current key first, then the `previous` ones kept for a renewal.
     keys: Vec<DecryptionKey>,
-    anchors: Vec<X509>,
+    trust_anchors: PathBuf,
+    anchors: RwLock<AnchorSet>,
     crl_dir: Option<PathBuf>,
     crls: RwLock<CrlSet>,
     require_crl: bool,
@@ -88,7 +89,7 @@ impl SmimeEngine {
             )?;
             keys.push(old.key);
         }
-        let anchors = certs::load_anchors(&settings.trust_anchors)?;
+        let anchors = AnchorSet::load(&settings.trust_anchors)?;
         let crls = match &settings.crl_dir {
             Some(dir) => CrlSet::load(dir)?,
             None if settings.require_crl => {
@@ -104,14 +105,15 @@ impl SmimeEngine {
         tracing::info!(
             gateway = %certs::name_summary(&identity.key.cert),
             decryption_keys = keys.len(),
-            anchors = anchors.len(),
+            anchors = anchors.certs.len(),
             crls = crls.crls.len(),
             "S/MIME keys loaded"
         );
         Ok(SmimeEngine {
             identity,
             keys,
-            anchors,
+            trust_anchors: settings.trust_anchors.clone(),
+            anchors: RwLock::new(anchors),
             crl_dir: settings.crl_dir.clone(),
             crls: RwLock::new(crls),
             require_crl: settings.require_crl,
@@ -145,6 +147,33 @@ impl SmimeEngine {
         }
     }
 
+    /// Rereads the trust anchors when a file changed; keeps the previous ones when the new
+    /// set cannot be read (an empty or half-written folder).
+    fn refresh_anchors(&self) {
+        let stale = self
+            .anchors
+            .read()
+            .map(|s| s.is_stale(&self.trust_anchors))
+            .unwrap_or(true);
+        if !stale {
+            return;
+        }
+        match AnchorSet::load(&self.trust_anchors) {
+            Ok(fresh) => {
+                tracing::info!(
+                    anchors = fresh.certs.len(),
+                    "trust anchors changed: reloaded"
+                );
+                if let Ok(mut guard) = self.anchors.write() {
+                    *guard = fresh;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "trust anchors changed but cannot be reloaded: keeping the previous ones")
+            }
+        }
+    }
+
     fn check(
         &self,
         cert: &X509Ref,
@@ -152,13 +181,20 @@ impl SmimeEngine {
         now: DateTime<Utc>,
         usage: Usage,
     ) -> Result<(), (RejectReason, String)> {
+        self.refresh_anchors();
         self.refresh_crls();
+        let anchors = self.anchors.read().map_err(|_| {
+            (
+                RejectReason::Untrusted,
+                "trust anchors unavailable".to_string(),
+            )
+        })?;
         let guard = self
             .crls
             .read()
             .map_err(|_| (RejectReason::Untrusted, "CRL store unavailable".to_string()))?;
         let view = TrustView {
-            anchors: &self.anchors,
+            anchors: &anchors.certs,
             crls: &guard.crls,
             require_crl: self.require_crl,
         };
@@ -252,6 +288,7 @@ impl SmimeEngine {
                 reason: RejectReason::NotEncrypted,
                 detail: "signed but not encrypted to the gateway (require_encryption)".into(),
                 sender_authenticated: true,
+                signer: Some(Box::new(signer)),
             });
         }
         tracing::debug!(signer = %signer.email, encrypted, layers = unwrapped.layers.len(), "S/MIME authenticated");

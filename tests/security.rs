@@ -1,0 +1,1157 @@
+//! The security policy through a real Postfix and Dovecot, with S/MIME made by `openssl cms`
+//! and Python (tests/support/mailtool.py), never by teleavis: every structure a mainstream
+//! client sends authenticates; every forged, broken or untrusted message ends in `Quarantaine`
+//! with its exact reason, without backscatter to forged addresses; quarantine reprocess after
+//! the cause is fixed; certificates learned only from trusted signatures; outgoing ciphers.
+
+mod common;
+#[path = "common/gateway.rs"]
+mod gateway;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{
+    MailSystem, compose, header_values, open_as, pki, run_ok, split_message, user_cert, user_email,
+    user_key,
+};
+use gateway::{ADMIN, Db, GATEWAY, Gateway, INFECTIO};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+const TO: &str = "teleexpertise+infectio@hopital.test";
+
+fn case1() -> String {
+    std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt"))
+        .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+fn cert(name: &str) -> String {
+    user_cert(name).to_str().unwrap().to_string()
+}
+
+fn key(name: &str) -> String {
+    user_key(name).to_str().unwrap().to_string()
+}
+
+fn mid(case: &str) -> String {
+    format!("<security.{case}@cabinet.test>")
+}
+
+/// How a test message is made with mailtool compose.
+struct Make<'a> {
+    /// PKI user whose key signs (None: unsigned).
+    signer: Option<&'a str>,
+    /// The From header (default: the signer's address).
+    from: Option<&'a str>,
+    /// PKI user the message is encrypted to (None: not encrypted).
+    encrypt_to: Option<&'a str>,
+    extra: &'a [&'a str],
+}
+
+impl Default for Make<'_> {
+    fn default() -> Self {
+        Make {
+            signer: Some("gp"),
+            from: None,
+            encrypt_to: Some("gateway"),
+            extra: &[],
+        }
+    }
+}
+
+fn make(case: &str, m: Make<'_>) -> Vec<u8> {
+    let from = m
+        .from
+        .map(str::to_string)
+        .unwrap_or_else(|| user_email(m.signer.expect("a From or a signer")));
+    let body = case1();
+    let subject = format!("Demande d'avis ({case})");
+    let message_id = mid(case);
+    let (c, k) = m.signer.map(|s| (cert(s), key(s))).unzip();
+    let e = m.encrypt_to.map(cert);
+    let mut args: Vec<&str> = vec![
+        "--from",
+        &from,
+        "--to",
+        TO,
+        "--subject",
+        &subject,
+        "--body",
+        &body,
+        "--message-id",
+        &message_id,
+    ];
+    if let (Some(c), Some(k)) = (&c, &k) {
+        args.extend(["--sign", c.as_str(), k.as_str()]);
+    }
+    if let Some(e) = &e {
+        args.extend(["--encrypt-to", e.as_str()]);
+    }
+    args.extend_from_slice(m.extra);
+    compose(&args)
+}
+
+/// Runs a Python script with `raw` on stdin; returns its stdout.
+fn python(script: &str, raw: &[u8]) -> Vec<u8> {
+    let py = std::env::var("TELEAVIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    run_ok(Command::new(py).arg("-c").arg(script), Some(raw))
+}
+
+/// Replaces the first `from` in the header block only (never in the body).
+fn rewrite_header(raw: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (head, body) = split_message(raw);
+    let head = String::from_utf8(head.to_vec()).unwrap();
+    assert!(
+        head.contains(from),
+        "{from:?} not in the header block:\n{head}"
+    );
+    let mut out = head.replacen(from, to, 1).into_bytes();
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The signature part (second part) of a multipart/signed message gets a legacy content type;
+/// the signed first part is left untouched.
+fn legacy_signature_type(raw: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(raw.to_vec()).unwrap();
+    let needle = "Content-Type: application/pkcs7-signature";
+    let at = text.rfind(needle).expect("a signature part");
+    let mut out = text[..at].replace(
+        "protocol=\"application/pkcs7-signature\"",
+        "protocol=\"application/x-pkcs7-signature\"",
+    );
+    out.push_str("Content-Type: application/x-pkcs7-signature");
+    out.push_str(&text[at + needle.len()..]);
+    out.into_bytes()
+}
+
+/// The composed message's S/MIME entity as a `smime.p7m` attachment inside a
+/// multipart/mixed with a text part next to it, built with Python's `email`.
+fn p7m_inside_multipart_mixed(raw: &[u8]) -> Vec<u8> {
+    const SCRIPT: &str = r#"
+import sys, email, email.policy
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.mime.base import MIMEBase
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.compat32)
+assert m.get_content_type() == "application/pkcs7-mime", m.get_content_type()
+outer = MIMEMultipart("mixed")
+for h in ("From", "To", "Subject", "Date", "Message-ID"):
+    outer[h] = m[h]
+outer.attach(MIMEText("Message sécurisé en pièce jointe.", "plain", "utf-8"))
+p = MIMEBase("application", "pkcs7-mime", name="smime.p7m")
+p.set_param("smime-type", m.get_param("smime-type"))
+p["Content-Transfer-Encoding"] = "base64"
+p["Content-Disposition"] = 'attachment; filename="smime.p7m"'
+p.set_payload(m.get_payload().replace("\r\n", "\n"))
+outer.attach(p)
+sys.stdout.buffer.write(outer.as_bytes(policy=email.policy.SMTP))
+"#;
+    python(SCRIPT, raw)
+}
+
+/// The base64 body of a single-part message, decoded.
+fn decode_body(raw: &[u8]) -> Vec<u8> {
+    let (_, body) = split_message(raw);
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("base64 body")
+}
+
+fn with_body(raw: &[u8], body: &[u8]) -> Vec<u8> {
+    let (head, _) = split_message(raw);
+    let mut out = head.to_vec();
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn base64_lines(der: &[u8]) -> Vec<u8> {
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(64) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A byte of the patient's name flipped inside the signed content of an opaque signature.
+fn tamper_opaque(raw: &[u8]) -> Vec<u8> {
+    let mut der = decode_body(raw);
+    let at = find(&der, b"Nom : MARTIN").expect("the signed text inside the DER") + 6;
+    der[at] ^= 0x01;
+    with_body(raw, &base64_lines(&der))
+}
+
+/// A byte of the text flipped in the first (signed) part of a multipart/signed message.
+fn tamper_detached(raw: &[u8]) -> Vec<u8> {
+    let (head, body) = split_message(raw);
+    let at = find(body, b"Nom : MARTIN").expect("the signed text in the first part") + 6;
+    let mut body = body.to_vec();
+    body[at] ^= 0x01;
+    let mut out = head.to_vec();
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The base64 body cut in the middle of a line (length not a multiple of 4).
+fn truncate_base64(raw: &[u8]) -> Vec<u8> {
+    let (_, body) = split_message(raw);
+    let mut cut = body[..body.len() / 2].to_vec();
+    while cut.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        cut.pop();
+    }
+    let chars = cut.iter().filter(|b| !b.is_ascii_whitespace()).count();
+    if chars % 4 == 0 {
+        cut.pop();
+    }
+    cut.extend_from_slice(b"\r\n");
+    with_body(raw, &cut)
+}
+
+/// A single-part `smime.p7m` message whose body is `der` (base64).
+fn p7m_message(case: &str, der: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "From: {}\r\nTo: {TO}\r\nSubject: Demande d'avis ({case})\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: {}\r\nMIME-Version: 1.0\r\n\
+         Content-Disposition: attachment; filename=\"smime.p7m\"\r\n\
+         Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=\"smime.p7m\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+        user_email("gp"),
+        mid(case)
+    )
+    .into_bytes();
+    out.extend_from_slice(&base64_lines(der));
+    out
+}
+
+/// Sends a message as its From address would (envelope sender = From).
+fn send(mail: &MailSystem, raw: &[u8]) {
+    let from = header_values(raw, "From").remove(0);
+    let from = from
+        .rsplit_once('<')
+        .map(|(_, a)| a.trim_end_matches('>').to_string())
+        .unwrap_or(from);
+    mail.send_raw(&from, &[TO], raw);
+}
+
+/// The inbound row of a message once its outcome is committed.
+fn wait_outcome(gw: &Gateway, message_id: &str) -> teleavis::store::InboundMeta {
+    gw.wait_until(&format!("the outcome of {message_id}"), T, || {
+        let rows = rt().block_on(async {
+            gw.store()
+                .await
+                .find_inbound_by_message_id(message_id)
+                .await
+                .unwrap()
+        });
+        rows.into_iter()
+            .next()
+            .filter(|r| r.outcome != "received" && r.destination.is_some())
+    })
+}
+
+/// Checks an acknowledgement as the GP's client would: signed by the gateway (openssl
+/// verifies against the test CA), encrypted to the GP, naming the thread.
+fn check_ack(user: &str, raw: &[u8], what: &str) -> Value {
+    let opened = open_as(user, raw);
+    assert_eq!(opened["verified"], true, "{what}: ack signature");
+    assert_eq!(opened["encrypted"], true, "{what}: ack encrypted");
+    assert_eq!(
+        opened["signed_by"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase(),
+        GATEWAY,
+        "{what}: ack signer"
+    );
+    let tid = header_values(raw, "X-Teleavis-Thread").join("");
+    assert!(tid.starts_with("TE-"), "{what}: no thread header");
+    assert!(
+        opened["text"].as_str().unwrap_or_default().contains(&tid),
+        "{what}: the ack names {tid}"
+    );
+    opened
+}
+
+fn count_files_with(dir: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .contains(needle)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Every structure a client sends authenticates and opens a thread.
+
+#[test]
+fn every_incoming_structure_authenticates_and_opens_a_thread() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start();
+    let gp = user_email("gp");
+    // The GP's certificate is not placed anywhere: it can only be learned from their mail.
+    let recipients = pki().join("recipients");
+    let gp_cert_pem = std::fs::read_to_string(user_cert("gp")).unwrap();
+    let gp_b64_line = gp_cert_pem.lines().nth(3).unwrap().to_string();
+    assert_eq!(
+        count_files_with(&recipients, &gp_b64_line),
+        0,
+        "gp.crt must not be in recipients_dir"
+    );
+
+    let d = Make::default;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "detached_sign_encrypt_gcm",
+            make("detached_sign_encrypt_gcm", d()),
+        ),
+        (
+            "opaque_sign_encrypt",
+            make(
+                "opaque_sign_encrypt",
+                Make {
+                    extra: &["--opaque"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "detached_encrypt_sign",
+            make(
+                "detached_encrypt_sign",
+                Make {
+                    extra: &["--order", "encrypt-sign"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "opaque_encrypt_sign",
+            make(
+                "opaque_encrypt_sign",
+                Make {
+                    extra: &["--order", "encrypt-sign", "--opaque"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "triple_wrapped",
+            make(
+                "triple_wrapped",
+                Make {
+                    extra: &["--order", "sign-encrypt-sign"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "triple_wrapped_opaque",
+            make(
+                "triple_wrapped_opaque",
+                Make {
+                    extra: &["--order", "sign-encrypt-sign", "--opaque"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "cbc",
+            make(
+                "cbc",
+                Make {
+                    extra: &["--cipher", "aes-256-cbc"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "cbc_opaque",
+            make(
+                "cbc_opaque",
+                Make {
+                    extra: &["--cipher", "aes-256-cbc", "--opaque"],
+                    ..d()
+                },
+            ),
+        ),
+        (
+            "p7m_in_multipart_mixed",
+            p7m_inside_multipart_mixed(&make("p7m_in_multipart_mixed", d())),
+        ),
+        (
+            "legacy_x_pkcs7_mime",
+            rewrite_header(
+                &make("legacy_x_pkcs7_mime", d()),
+                "Content-Type: application/pkcs7-mime",
+                "Content-Type: application/x-pkcs7-mime",
+            ),
+        ),
+        (
+            "legacy_x_pkcs7_mime_signed_outside",
+            rewrite_header(
+                &make(
+                    "legacy_x_pkcs7_mime_signed_outside",
+                    Make {
+                        extra: &["--order", "encrypt-sign", "--opaque"],
+                        ..d()
+                    },
+                ),
+                "Content-Type: application/pkcs7-mime",
+                "Content-Type: application/x-pkcs7-mime",
+            ),
+        ),
+        (
+            "legacy_x_pkcs7_signature",
+            legacy_signature_type(&make(
+                "legacy_x_pkcs7_signature",
+                Make {
+                    extra: &["--order", "encrypt-sign"],
+                    ..d()
+                },
+            )),
+        ),
+    ];
+    // sanity of the rewrites: the legacy types are really there
+    for (name, raw) in &cases {
+        let text = String::from_utf8_lossy(raw);
+        if name.starts_with("legacy_x_pkcs7_mime") {
+            assert!(text.contains("application/x-pkcs7-mime"), "{name}");
+        }
+        if *name == "legacy_x_pkcs7_signature" {
+            assert!(
+                text.contains("Content-Type: application/x-pkcs7-signature")
+                    && !text.contains("Content-Type: application/pkcs7-signature"),
+                "{name}"
+            );
+        }
+        if *name == "p7m_in_multipart_mixed" {
+            assert!(
+                text.contains("multipart/mixed") && text.contains("smime.p7m"),
+                "{name}"
+            );
+        }
+    }
+
+    let mut failures = Vec::new();
+    for (i, (name, raw)) in cases.iter().enumerate() {
+        send(&mail, raw);
+        let row = wait_outcome(&gw, &mid(name));
+        if row.outcome != "processed" || row.thread_id.is_none() {
+            failures.push(format!(
+                "{name}: outcome {} reason {:?} detail {:?} thread {:?}",
+                row.outcome, row.reason, row.detail, row.thread_id
+            ));
+        }
+        assert_eq!(
+            gw.threads().len(),
+            i + 1 - failures.len(),
+            "{name}: thread count"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "structures not accepted:\n{}\n--- log\n{}",
+        failures.join("\n"),
+        gw.log()
+    );
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", cases.len(), T),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(mail.count(GATEWAY, "Quarantaine"), 0);
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0, "INBOX must end empty");
+
+    // One acknowledgement per request, each verified by openssl: signed by the gateway and
+    // encrypted to the certificate learned from the GP's signature (GCM by default).
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", cases.len(), T),
+        "acknowledgements missing:\n{}",
+        gw.log()
+    );
+    let acks = mail.fetch(&gp, "INBOX");
+    assert_eq!(acks.len(), cases.len());
+    let threads: Vec<String> = gw
+        .threads()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut acked = Vec::new();
+    for (i, ack) in acks.iter().enumerate() {
+        let opened = check_ack("gp", ack, &format!("ack #{i}"));
+        assert_eq!(
+            opened["smime_type"], "authEnveloped-data",
+            "ack #{i}: the default cipher is AES-256-GCM"
+        );
+        acked.push(header_values(ack, "X-Teleavis-Thread").join(""));
+    }
+    acked.sort();
+    let mut expected = threads.clone();
+    expected.sort();
+    assert_eq!(acked, expected, "one acknowledgement per thread");
+    for t in gw.threads() {
+        assert_eq!(
+            t["requester"].as_str().unwrap().to_lowercase(),
+            gp,
+            "requester of {}",
+            t["id"]
+        );
+        assert_eq!(t["category"], "infectio");
+    }
+    // The learned certificate is exactly the GP's.
+    let learned = rt().block_on(async {
+        let addr = teleavis::address::EmailAddress::parse(&gp).unwrap();
+        gw.store().await.recipient_certificate(&addr).await.unwrap()
+    });
+    let (der, _) = learned.expect("the GP's certificate is learned from the signature");
+    let gp_der = openssl::x509::X509::from_pem(gp_cert_pem.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert_eq!(der, gp_der, "the learned certificate is the signer's");
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", cases.len(), T),
+        "forwards missing:\n{}",
+        gw.log()
+    );
+    gw.stop();
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Negative cases: each one in Quarantaine with its exact reason; the daemon survives.
+
+struct Negative {
+    name: &'static str,
+    raw: Vec<u8>,
+    reason: &'static str,
+}
+
+fn negatives() -> Vec<Negative> {
+    let d = Make::default;
+    let signed_only = |case: &str, extra: &'static [&'static str]| {
+        make(
+            case,
+            Make {
+                encrypt_to: None,
+                extra,
+                ..d()
+            },
+        )
+    };
+    // garbage that starts like a ContentInfo with the enveloped-data OID, then junk
+    let mut fake_enveloped = vec![
+        0x30, 0x82, 0x01, 0x00, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03,
+    ];
+    fake_enveloped.extend((0..240u32).map(|i| (i * 37 % 251) as u8));
+    vec![
+        Negative {
+            name: "untrusted",
+            raw: make(
+                "untrusted",
+                Make {
+                    signer: Some("otherca"),
+                    ..d()
+                },
+            ),
+            reason: "untrusted",
+        },
+        Negative {
+            name: "expired",
+            raw: make(
+                "expired",
+                Make {
+                    signer: Some("expired"),
+                    ..d()
+                },
+            ),
+            reason: "expired",
+        },
+        Negative {
+            name: "revoked",
+            raw: make(
+                "revoked",
+                Make {
+                    signer: Some("revoked"),
+                    ..d()
+                },
+            ),
+            reason: "revoked",
+        },
+        Negative {
+            name: "nousage",
+            raw: make(
+                "nousage",
+                Make {
+                    signer: Some("nousage"),
+                    ..d()
+                },
+            ),
+            reason: "wrong_usage",
+        },
+        Negative {
+            name: "from_mismatch",
+            raw: make(
+                "from_mismatch",
+                Make {
+                    from: Some("dr.bua@cabinet.test"),
+                    ..d()
+                },
+            ),
+            reason: "from_mismatch",
+        },
+        Negative {
+            name: "tampered_opaque",
+            raw: tamper_opaque(&signed_only("tampered_opaque", &["--opaque"])),
+            reason: "tampered",
+        },
+        Negative {
+            name: "tampered_detached",
+            raw: tamper_detached(&signed_only("tampered_detached", &[])),
+            reason: "tampered",
+        },
+        Negative {
+            name: "truncated_base64",
+            raw: truncate_base64(&make("truncated_base64", d())),
+            reason: "malformed",
+        },
+        Negative {
+            name: "other_recipient",
+            raw: make(
+                "other_recipient",
+                Make {
+                    encrypt_to: Some("gp2"),
+                    ..d()
+                },
+            ),
+            reason: "cannot_decrypt",
+        },
+        Negative {
+            name: "garbage_der",
+            raw: p7m_message("garbage_der", b"\x01\x02 this is not DER at all \xff\xfe"),
+            reason: "malformed",
+        },
+        Negative {
+            name: "garbage_der_enveloped_oid",
+            raw: p7m_message("garbage_der_enveloped_oid", &fake_enveloped),
+            reason: "malformed",
+        },
+        Negative {
+            name: "empty_p7m",
+            raw: p7m_message("empty_p7m", b""),
+            reason: "malformed",
+        },
+        Negative {
+            name: "not_encrypted",
+            raw: signed_only("not_encrypted", &[]),
+            reason: "not_encrypted",
+        },
+        Negative {
+            name: "not_encrypted_opaque",
+            raw: signed_only("not_encrypted_opaque", &["--opaque"]),
+            reason: "not_encrypted",
+        },
+        Negative {
+            name: "unsigned",
+            raw: make(
+                "unsigned",
+                Make {
+                    signer: None,
+                    from: Some("inconnu@cabinet.test"),
+                    encrypt_to: None,
+                    extra: &[],
+                },
+            ),
+            reason: "unsigned",
+        },
+        Negative {
+            name: "unsigned_encrypted",
+            raw: make(
+                "unsigned_encrypted",
+                Make {
+                    signer: None,
+                    from: Some("inconnu@cabinet.test"),
+                    ..d()
+                },
+            ),
+            reason: "unsigned",
+        },
+        Negative {
+            name: "auto_replied",
+            raw: make(
+                "auto_replied",
+                Make {
+                    extra: &["--header", "Auto-Submitted: auto-replied"],
+                    ..d()
+                },
+            ),
+            reason: "automatic",
+        },
+    ]
+}
+
+#[test]
+fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start();
+    let cases = negatives();
+    for c in &cases {
+        send(&mail, &c.raw);
+    }
+    assert!(
+        mail.wait_for_count(GATEWAY, "Quarantaine", cases.len(), T),
+        "not all in Quarantaine: {:?}\n{}",
+        mail.counts(GATEWAY),
+        gw.log()
+    );
+    let rows = gw.quarantine();
+    let mut wrong = Vec::new();
+    for c in &cases {
+        let want_mid = mid(c.name);
+        match rows.iter().find(|r| r["message_id"] == want_mid.as_str()) {
+            None => wrong.push(format!("{}: no quarantine row", c.name)),
+            Some(r) if r["reason"] != c.reason => wrong.push(format!(
+                "{}: reason {} (want {}), detail {}",
+                c.name, r["reason"], c.reason, r["detail"]
+            )),
+            Some(r) => {
+                assert!(
+                    r["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{}: empty detail",
+                    c.name
+                );
+                assert!(
+                    r["id"].as_i64().is_some() && r["received_at"].as_str().is_some(),
+                    "{}: {r}",
+                    c.name
+                );
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "wrong quarantine outcomes:\n{}\n--- log\n{}",
+        wrong.join("\n"),
+        gw.log()
+    );
+    assert_eq!(rows.len(), cases.len(), "one quarantine row per message");
+    assert_eq!(mail.count(GATEWAY, "Traités"), 0, "nothing processed");
+    assert_eq!(gw.threads().len(), 0, "no thread from a rejected message");
+    assert!(
+        gw.is_running(),
+        "the daemon died on hostile input:\n{}",
+        gw.log()
+    );
+
+    // Still alive and useful: a good request goes through.
+    send(&mail, &make("good_after_negatives", Make::default()));
+    let row = wait_outcome(&gw, &mid("good_after_negatives"));
+    assert_eq!(row.outcome, "processed", "{row:?}\n{}", gw.log());
+    assert_eq!(gw.threads().len(), 1);
+    assert!(mail.wait_for_count(GATEWAY, "Traités", 1, T));
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0, "INBOX must end empty");
+    assert_eq!(mail.count(GATEWAY, "Quarantaine"), cases.len());
+    assert!(gw.is_running());
+    let audit = gw.cli(&["audit", "verify"]);
+    assert!(audit.status.success(), "{audit:?}");
+    gw.stop();
+}
+
+#[test]
+fn oversized_message_is_quarantined() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start_with_env(&[("TELEAVIS__LIMITS__MAX_MESSAGE_BYTES", "20000")]);
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("resultats.pdf");
+    // 30 kB that do not compress away (the limit is on the raw message)
+    let data: Vec<u8> = (0..30_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&pdf, data).unwrap();
+    let attach = format!("{}:application/pdf", pdf.display());
+    let big = make(
+        "oversized",
+        Make {
+            extra: &["--attach", &attach],
+            ..Make::default()
+        },
+    );
+    assert!(big.len() > 30_000);
+    send(&mail, &big);
+    let small = make("small_enough", Make::default());
+    assert!(
+        small.len() < 20_000,
+        "the small request is {} bytes",
+        small.len()
+    );
+    send(&mail, &small);
+    let row = wait_outcome(&gw, &mid("oversized"));
+    assert_eq!(
+        (row.outcome.as_str(), row.reason.as_deref()),
+        ("quarantined", Some("oversized")),
+        "{row:?}"
+    );
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "oversized");
+    let row = wait_outcome(&gw, &mid("small_enough"));
+    assert_eq!(row.outcome, "processed", "{row:?}");
+    assert!(mail.wait_for_count(GATEWAY, "Quarantaine", 1, T));
+    assert!(mail.wait_for_count(GATEWAY, "Traités", 1, T));
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0);
+    assert!(gw.is_running());
+    gw.stop();
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Backscatter: only an authenticated sender is told; the admin always is.
+
+#[test]
+fn only_authenticated_senders_are_told_and_the_admin_is_alerted() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start();
+    let gp = user_email("gp");
+    // The GP's first message ever: the gateway knows no certificate of theirs yet.
+    let cases = [
+        (
+            "bs_not_encrypted",
+            make(
+                "bs_not_encrypted",
+                Make {
+                    encrypt_to: None,
+                    ..Make::default()
+                },
+            ),
+        ),
+        (
+            "bs_from_mismatch",
+            make(
+                "bs_from_mismatch",
+                Make {
+                    from: Some("dr.bua@cabinet.test"),
+                    ..Make::default()
+                },
+            ),
+        ),
+        (
+            "bs_untrusted",
+            make(
+                "bs_untrusted",
+                Make {
+                    signer: Some("otherca"),
+                    ..Make::default()
+                },
+            ),
+        ),
+        (
+            "bs_unsigned",
+            make(
+                "bs_unsigned",
+                Make {
+                    signer: None,
+                    from: Some("inconnu@cabinet.test"),
+                    ..Make::default()
+                },
+            ),
+        ),
+    ];
+    for (_, raw) in &cases {
+        send(&mail, raw);
+    }
+    let mut reasons = Vec::new();
+    for (name, _) in &cases {
+        let row = wait_outcome(&gw, &mid(name));
+        assert_eq!(row.outcome, "quarantined", "{name}");
+        reasons.push(row.reason.unwrap());
+    }
+    assert_eq!(
+        reasons,
+        ["not_encrypted", "from_mismatch", "untrusted", "unsigned"]
+    );
+
+    // The GP, whose signature was valid, is told why, signed and encrypted.
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 1, T),
+        "no notice to the authenticated sender:\n{}",
+        gw.log()
+    );
+    let notice = mail.fetch(&gp, "INBOX").remove(0);
+    let opened = open_as("gp", &notice);
+    assert_eq!(opened["verified"], true);
+    assert_eq!(opened["encrypted"], true);
+    assert_eq!(
+        opened["signed_by"].as_str().unwrap().to_lowercase(),
+        GATEWAY
+    );
+    let text = opened["text"].as_str().unwrap();
+    assert!(
+        text.contains("n'est pas chiffré"),
+        "the reason in French:\n{text}"
+    );
+    assert!(text.contains("not_encrypted"), "the code:\n{text}");
+    assert_eq!(
+        header_values(&notice, "Auto-Submitted"),
+        vec!["auto-generated"]
+    );
+    assert_eq!(
+        header_values(&notice, "In-Reply-To"),
+        vec![mid("bs_not_encrypted")]
+    );
+
+    // The admin gets an alert for each, naming the reason code.
+    assert!(
+        mail.wait_for_count(ADMIN, "INBOX", cases.len(), T),
+        "admin alerts missing:\n{}",
+        gw.log()
+    );
+    let mut alerted = Vec::new();
+    for alert in mail.fetch(ADMIN, "INBOX") {
+        let opened = open_as("admin", &alert);
+        assert_eq!(opened["verified"], true);
+        let text = opened["text"].as_str().unwrap_or_default().to_string();
+        let subject = header_values(&alert, "Subject").join(" ");
+        for code in ["not_encrypted", "from_mismatch", "untrusted", "unsigned"] {
+            if text.contains(&format!("Motif : {code}")) {
+                alerted.push(code.to_string());
+                assert!(
+                    subject.contains(code),
+                    "alert subject {subject:?} names {code}"
+                );
+            }
+        }
+    }
+    alerted.sort();
+    assert_eq!(
+        alerted,
+        ["from_mismatch", "not_encrypted", "unsigned", "untrusted"],
+        "one alert per reason"
+    );
+
+    // Nobody at a forged or unproven From address receives anything.
+    std::thread::sleep(Duration::from_secs(5));
+    for addr in [
+        "dr.bua@cabinet.test",
+        "autre@cabinet.test",
+        "inconnu@cabinet.test",
+    ] {
+        assert_eq!(mail.count(addr, "INBOX"), 0, "backscatter to {addr}");
+    }
+    assert_eq!(mail.count(&gp, "INBOX"), 1, "exactly one notice to the GP");
+    gw.stop();
+}
+
+// ------------------------------------------------------------------------------------------
+// 4 and 5. Reprocess after the cause is fixed; untrusted signers teach no certificate.
+
+/// Points the gateway's trust anchors at a private copy of the PKI's trust folder: the PKI is
+/// shared by the tests of this process, and adding an anchor must not change the others.
+fn private_trust_folder(gw: &Gateway) -> PathBuf {
+    let trust = gw.dir.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    for e in std::fs::read_dir(pki().join("trust")).unwrap().flatten() {
+        std::fs::copy(e.path(), trust.join(e.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let line = format!("trust_anchors = \"{}/trust\"", pki().display());
+    assert!(text.contains(&line), "no {line} in the configuration");
+    std::fs::write(
+        &gw.config,
+        text.replace(&line, &format!("trust_anchors = \"{}\"", trust.display())),
+    )
+    .unwrap();
+    trust
+}
+
+#[test]
+fn quarantine_show_and_reprocess_after_the_trust_anchor_is_added() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let trust = private_trust_folder(&gw);
+    gw.start();
+    let autre = user_email("otherca");
+    send(
+        &mail,
+        &make(
+            "from_other_ca",
+            Make {
+                signer: Some("otherca"),
+                ..Make::default()
+            },
+        ),
+    );
+    let row = wait_outcome(&gw, &mid("from_other_ca"));
+    assert_eq!(
+        (row.outcome.as_str(), row.reason.as_deref()),
+        ("quarantined", Some("untrusted")),
+        "{row:?}"
+    );
+    assert!(mail.wait_for_count(GATEWAY, "Quarantaine", 1, T));
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "untrusted");
+    assert_eq!(q[0]["from"].as_str().unwrap().to_lowercase(), autre);
+    let id = q[0]["id"].as_i64().unwrap().to_string();
+
+    let show = gw.cli(&["quarantine", "show", &id]);
+    assert!(show.status.success(), "{show:?}");
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("untrusted"),
+        "show prints the reason:\n{shown}"
+    );
+    assert!(
+        shown.contains("autorité de confiance"),
+        "show explains it:\n{shown}"
+    );
+    assert!(shown.contains(&mid("from_other_ca")), "{shown}");
+
+    // 5. An untrusted signature teaches nothing.
+    let autre_addr = teleavis::address::EmailAddress::parse(&autre).unwrap();
+    let learned = rt().block_on(async {
+        gw.store()
+            .await
+            .recipient_certificate(&autre_addr)
+            .await
+            .unwrap()
+    });
+    assert!(
+        learned.is_none(),
+        "a certificate was learned from an untrusted signature"
+    );
+    assert_eq!(gw.threads().len(), 0);
+    assert_eq!(
+        mail.count(&autre, "INBOX"),
+        0,
+        "no backscatter to the untrusted sender"
+    );
+
+    // The operator trusts the other CA, then reprocesses.
+    std::fs::copy(pki().join("other-ca.crt"), trust.join("other-ca.crt")).unwrap();
+    let out = gw.cli(&["quarantine", "reprocess", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "reprocess failed: {out:?}");
+    assert!(stdout.contains("processed"), "{stdout}");
+    let threads = gw.threads();
+    assert_eq!(threads.len(), 1, "{stdout}");
+    assert_eq!(
+        threads[0]["requester"].as_str().unwrap().to_lowercase(),
+        autre
+    );
+    let tid = threads[0]["id"].as_str().unwrap().to_string();
+    assert!(stdout.contains(&tid), "{stdout}");
+    let row = wait_outcome(&gw, &mid("from_other_ca"));
+    assert_eq!(
+        row.outcome, "processed",
+        "the same row records the new outcome: {row:?}"
+    );
+    assert!(gw.quarantine().is_empty(), "no longer listed in quarantine");
+    let learned = rt().block_on(async {
+        gw.store()
+            .await
+            .recipient_certificate(&autre_addr)
+            .await
+            .unwrap()
+    });
+    assert!(learned.is_some(), "the now-trusted certificate is learned");
+
+    // The running daemon's outbox sends the acknowledgement (and the forward).
+    assert!(
+        mail.wait_for_count(&autre, "INBOX", 1, T),
+        "no acknowledgement after reprocess:\n{}",
+        gw.log()
+    );
+    let ack = mail.fetch(&autre, "INBOX").remove(0);
+    assert_eq!(header_values(&ack, "X-Teleavis-Thread"), vec![tid.clone()]);
+    // open_as verifies the gateway's signature against the test CA and decrypts as autre
+    let opened = open_as("otherca", &ack);
+    assert_eq!(opened["encrypted"], true);
+    assert_eq!(
+        opened["signed_by"].as_str().unwrap().to_lowercase(),
+        GATEWAY
+    );
+    assert!(opened["text"].as_str().unwrap().contains(&tid));
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 1, T),
+        "no forward after reprocess:\n{}",
+        gw.log()
+    );
+    // the server copy stays in Quarantaine as the record of what arrived
+    assert_eq!(mail.count(GATEWAY, "Quarantaine"), 1);
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0);
+    gw.stop();
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. Outgoing ciphers, read by openssl and Python's email.
+
+fn python_content_type(raw: &[u8]) -> Value {
+    const SCRIPT: &str = r#"
+import sys, json, email, email.policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+print(json.dumps({"type": m.get_content_type(), "smime_type": m.get_param("smime-type"),
+                  "name": m.get_param("name"), "defects": [str(d) for d in m.defects]}))
+"#;
+    serde_json::from_slice(&python(SCRIPT, raw)).unwrap()
+}
+
+fn outgoing_cipher(cipher: &str, smime_type: &str) {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::with(&mail, Db::Sqlite, &[("cipher", cipher)]);
+    gw.start();
+    let gp = user_email("gp");
+    send(&mail, &make("cipher_request", Make::default()));
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 1, T),
+        "no acknowledgement:\n{}",
+        gw.log()
+    );
+    let ack = mail.fetch(&gp, "INBOX").remove(0);
+    let opened = check_ack("gp", &ack, cipher);
+    assert_eq!(opened["smime_type"], smime_type, "{cipher}");
+    let parsed = python_content_type(&ack);
+    assert_eq!(parsed["type"], "application/pkcs7-mime", "{parsed}");
+    assert_eq!(parsed["smime_type"], smime_type, "{parsed}");
+    assert_eq!(parsed["name"], "smime.p7m", "{parsed}");
+    assert_eq!(parsed["defects"], serde_json::json!([]), "{parsed}");
+    gw.stop();
+}
+
+#[test]
+fn outgoing_cbc_is_enveloped_data() {
+    outgoing_cipher("aes-256-cbc", "enveloped-data");
+}
+
+#[test]
+fn outgoing_gcm_is_auth_enveloped_data() {
+    outgoing_cipher("aes-256-gcm", "authEnveloped-data");
+}

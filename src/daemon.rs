@@ -106,10 +106,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 }
 
 fn spawn_watchdog(mut stop: watch::Receiver<bool>) {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return;
-    }
+    let Some(usec) = watchdog_usec() else { return };
     let period = Duration::from_micros(usec / 2);
     tokio::spawn(async move {
         loop {
@@ -120,6 +117,20 @@ fn spawn_watchdog(mut stop: watch::Receiver<bool>) {
             }
         }
     });
+}
+
+/// `WATCHDOG_USEC`, unless `WATCHDOG_PID` names another process (sd_watchdog_enabled(3): an
+/// absent WATCHDOG_PID means the watchdog is ours).
+fn watchdog_usec() -> Option<u64> {
+    let usec = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .filter(|u| *u > 0)?;
+    match std::env::var("WATCHDOG_PID").ok().map(|p| p.parse::<u32>()) {
+        Some(Ok(pid)) if pid != std::process::id() => None,
+        _ => Some(usec),
+    }
 }
 
 /// Sleeps, or returns early (true) when a stop is requested.

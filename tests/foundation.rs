@@ -288,3 +288,37 @@ fn sigterm_stops_cleanly_with_exit_code_zero() {
     assert!(status.success(), "exit status {status}:\n{}", gw.log());
     assert!(gw.log().contains("stopped"));
 }
+
+#[test]
+fn systemd_is_told_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let sock_path = gw.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    gw.start_with_env(&[
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2) {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}); got {seen:?}\n{}", gw.log()));
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    let status = gw.stop();
+    assert!(status.success());
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1 after SIGTERM");
+}

@@ -327,6 +327,7 @@ fn every_incoming_structure_authenticates_and_opens_a_thread() {
     );
 
     let d = Make::default;
+    let gp_cert = cert("gp");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "detached_sign_encrypt_gcm",
@@ -437,6 +438,18 @@ fn every_incoming_structure_authenticates_and_opens_a_thread() {
                     ..d()
                 },
             )),
+        ),
+        // As Thunderbird and Outlook send: a display name, and encrypted to the sender too.
+        (
+            "display_name_and_self_copy",
+            make(
+                "display_name_and_self_copy",
+                Make {
+                    from: Some("\"Dr Olivier Martin\" <dr.martin@cabinet.test>"),
+                    extra: &["--encrypt-to", &gp_cert],
+                    ..d()
+                },
+            ),
         ),
     ];
     // sanity of the rewrites: the legacy types are really there
@@ -552,6 +565,23 @@ struct Negative {
     name: &'static str,
     raw: Vec<u8>,
     reason: &'static str,
+}
+
+/// A request signed by the GP with a second From header naming someone else, before or
+/// after the real one (RFC 5322 allows exactly one).
+fn two_from(case: &str, forged_first: bool) -> Vec<u8> {
+    let raw = make(case, Make::default());
+    if forged_first {
+        let mut out = b"From: dr.bua@cabinet.test\r\n".to_vec();
+        out.extend(raw);
+        out
+    } else {
+        rewrite_header(
+            &raw,
+            "MIME-Version: 1.0",
+            "From: dr.bua@cabinet.test\r\nMIME-Version: 1.0",
+        )
+    }
 }
 
 fn negatives() -> Vec<Negative> {
@@ -704,6 +734,16 @@ fn negatives() -> Vec<Negative> {
             reason: "unsigned",
         },
         Negative {
+            name: "two_from_forged_first",
+            raw: two_from("two_from_forged_first", true),
+            reason: "malformed",
+        },
+        Negative {
+            name: "two_from_forged_last",
+            raw: two_from("two_from_forged_last", false),
+            reason: "malformed",
+        },
+        Negative {
             name: "auto_replied",
             raw: make(
                 "auto_replied",
@@ -771,6 +811,32 @@ fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() 
         gw.log()
     );
 
+    // No signer that failed the policy teaches a certificate.
+    let unlearned = rt().block_on(async {
+        let store = gw.store().await;
+        let mut learned = Vec::new();
+        for user in ["otherca", "expired", "revoked", "nousage", "gp2"] {
+            let addr = teleavis::address::EmailAddress::parse(&user_email(user)).unwrap();
+            if store.recipient_certificate(&addr).await.unwrap().is_some() {
+                learned.push(user);
+            }
+        }
+        learned
+    });
+    assert!(
+        unlearned.is_empty(),
+        "certificates learned from refused signers: {unlearned:?}"
+    );
+
+    // The admin is alerted about each one, except the automatic message (never answered).
+    let alerts = cases.len() - 1;
+    assert!(
+        mail.wait_for_count(ADMIN, "INBOX", alerts, T),
+        "admin alerts: {} of {alerts}\n{}",
+        mail.count(ADMIN, "INBOX"),
+        gw.log()
+    );
+
     // Still alive and useful: a good request goes through.
     send(&mail, &make("good_after_negatives", Make::default()));
     let row = wait_outcome(&gw, &mid("good_after_negatives"));
@@ -782,6 +848,48 @@ fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() 
     assert!(gw.is_running());
     let audit = gw.cli(&["audit", "verify"]);
     assert!(audit.status.success(), "{audit:?}");
+
+    // The GP is told twice (the two valid, From-matching signatures that were not encrypted)
+    // and acknowledged once; nobody else is answered; the admin got no alert for the
+    // auto-reply.
+    let gp = user_email("gp");
+    assert!(mail.wait_for_count(&gp, "INBOX", 3, T), "{}", gw.log());
+    std::thread::sleep(Duration::from_secs(3));
+    let mut told = Vec::new();
+    for m in mail.fetch(&gp, "INBOX") {
+        let opened = open_as("gp", &m);
+        let text = opened["text"].as_str().unwrap_or_default();
+        told.push(if text.contains("(code : not_encrypted)") {
+            "not_encrypted".to_string()
+        } else if header_values(&m, "X-Teleavis-Thread").is_empty() {
+            format!("other: {text}")
+        } else {
+            "ack".to_string()
+        });
+    }
+    told.sort();
+    assert_eq!(
+        told,
+        ["ack", "not_encrypted", "not_encrypted"],
+        "what the GP received"
+    );
+    for user in ["otherca", "expired", "revoked", "nousage", "gp2"] {
+        assert_eq!(
+            mail.count(&user_email(user), "INBOX"),
+            0,
+            "backscatter to {user}"
+        );
+    }
+    assert_eq!(
+        mail.count("inconnu@cabinet.test", "INBOX"),
+        0,
+        "backscatter to inconnu"
+    );
+    assert_eq!(
+        mail.count(ADMIN, "INBOX"),
+        alerts,
+        "exactly one alert per quarantined message except automatic"
+    );
     gw.stop();
 }
 

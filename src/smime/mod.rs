@@ -373,6 +373,16 @@ fn outer_from(raw: &[u8]) -> Result<EmailAddress, Rejection> {
     let msg = mail_parser::MessageParser::default()
         .parse_headers(raw)
         .ok_or_else(|| bad("no header block"))?;
+    // RFC 5322: exactly one From. With two, readers disagree on which is the author (this
+    // parser takes the last, many clients show the first): refuse rather than guess.
+    let from_headers = msg
+        .headers()
+        .iter()
+        .filter(|h| h.name == mail_parser::HeaderName::From)
+        .count();
+    if from_headers > 1 {
+        return Err(bad("several From headers"));
+    }
     let from = msg.from().ok_or_else(|| bad("missing"))?;
     let addrs: Vec<&str> = from.iter().filter_map(|a| a.address()).collect();
     match addrs.as_slice() {

@@ -719,6 +719,51 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         "{req}"
     );
 
+    // The group answers from its own address to the plain gateway address: matched by
+    // In-Reply-To alone.
+    let fwd_mid = fwd.header("Message-ID").remove(0);
+    let irt = format!("In-Reply-To: {fwd_mid}");
+    send_as(
+        &mail,
+        "infectio",
+        GATEWAY,
+        "RE: Nouvelle demande",
+        "Quelle est la clairance de la créatinine ?",
+        &["--header", &irt],
+    );
+    let question = nth(&mail, &gw, &gp2, 2);
+    assert!(
+        question.subject().starts_with(&format!("[{tid}] Réponse")),
+        "{}",
+        question.subject()
+    );
+    assert!(
+        question
+            .text()
+            .contains("Quelle est la clairance de la créatinine ?")
+    );
+    assert_eq!(status_of(&gw, &tid), "en_cours");
+    // The GP answers to the plain address, the token only in the subject.
+    send_as(
+        &mail,
+        "gp2",
+        GATEWAY,
+        &format!("Re: [{tid}] Réponse — Maladies infectieuses"),
+        "Clairance 31 mL/min (Cockcroft).",
+        &[],
+    );
+    let complement = nth(&mail, &gw, INFECTIO, 2);
+    assert!(
+        complement.subject().contains(&format!("[{tid}]")),
+        "{}",
+        complement.subject()
+    );
+    assert!(
+        complement
+            .text()
+            .contains("Clairance 31 mL/min (Cockcroft).")
+    );
+
     // Transfer: the expert sends `#transferer pneumo` from their own address.
     send_as(
         &mail,
@@ -757,7 +802,7 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         assert!(t.contains(want), "transferred request lacks {want:?}:\n{t}");
     }
     // The GP is told.
-    let told = nth(&mail, &gw, &gp2, 2);
+    let told = nth(&mail, &gw, &gp2, 3);
     assert!(
         told.subject().contains(&format!("[{tid}]")),
         "{}",
@@ -777,7 +822,7 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         "Pas d'argument pour une atteinte pulmonaire : avis infectiologique suffisant.",
         &[],
     );
-    let answer = nth(&mail, &gw, &gp2, 3);
+    let answer = nth(&mail, &gw, &gp2, 4);
     assert!(
         answer.subject().starts_with(&format!("[{tid}] Réponse")),
         "{}",
@@ -880,6 +925,19 @@ fn intruder_in_a_thread_is_quarantined_and_not_relayed() {
     gw.stop();
 }
 
+/// A blank form filled in as a GP does: the value after the label's colon.
+fn fill(form: &str, values: &[(&str, &str)]) -> String {
+    form.lines()
+        .map(
+            |l| match values.iter().find(|(label, _)| l.starts_with(label)) {
+                Some((_, v)) if l.trim_end().ends_with(':') => format!("{} {v}", l.trim_end()),
+                _ => l.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn help_on_aide_and_on_requests_without_a_category() {
     let mail = MailSystem::start();
@@ -949,6 +1007,44 @@ fn help_on_aide_and_on_requests_without_a_category() {
     assert_eq!(threads[0]["category"], "pneumo");
     assert_eq!(mail.count(INFECTIO, "INBOX"), 0);
 
+    // The GP copies the blank form of the help, fills it in, and sends it to the plain address:
+    // the form's own `Catégorie :` line takes it to the right group.
+    let help_text = help.text();
+    let section = help_text
+        .split("== Maladies infectieuses ==")
+        .nth(1)
+        .and_then(|s| s.split("== Pneumologie ==").next())
+        .expect("the infectio section of the help");
+    let blank = &section[section.find("Les champs marqués").expect("the blank form")..];
+    let filled = fill(
+        blank,
+        &[
+            ("Nom de naissance", "DURAND"),
+            ("Prénom(s)", "Anne"),
+            ("Sexe", "F"),
+            ("Date de naissance", "14/02/1980"),
+            ("Consentement du patient", "oui"),
+            ("Terrain sous-jacent", "aucun"),
+            (
+                "Question posée",
+                "Érythème migrant après morsure de tique : doxycycline 14 jours ?",
+            ),
+        ],
+    );
+    send_as(&mail, "gp", GATEWAY, "Demande d'avis", &filled, &[]);
+    let ack = nth(&mail, &gw, &gp(), 4);
+    assert!(
+        ack.text().contains("Maladies infectieuses"),
+        "{}\n--- sent:\n{filled}",
+        ack.text()
+    );
+    let fwd = nth(&mail, &gw, INFECTIO, 1);
+    assert!(
+        fwd.text().contains("DURAND") && fwd.text().contains("Érythème migrant"),
+        "{}",
+        fwd.text()
+    );
+
     // An alias address chooses the category too (the mail server delivers the alias to the
     // gateway's mailbox; the To header keeps the alias).
     let raw = compose_signed_encrypted(
@@ -960,7 +1056,14 @@ fn help_on_aide_and_on_requests_without_a_category() {
         &[],
     );
     mail.send_raw(&user_email("gp2"), &[GATEWAY], &raw);
-    let _ = nth(&mail, &gw, INFECTIO, 1);
+    let fwd = nth(&mail, &gw, INFECTIO, 2);
+    assert!(
+        fwd.subject()
+            .ends_with("Nouvelle demande — Maladies infectieuses"),
+        "{}",
+        fwd.subject()
+    );
+    assert_eq!(gw.threads().len(), 3);
     gw.stop();
 }
 

@@ -93,9 +93,11 @@ pub fn help(s: &Settings, why: Option<&str>) -> String {
         if let Some(p) = &c.phone {
             out.push_str(&format!("En cas d'urgence : {p}\n"));
         }
+        // With its `Catégorie :` line: copied into a mail to the plain gateway address, the
+        // form still reaches this category.
         if let Ok(t) = FormTemplate::for_category(&c.fields) {
             out.push('\n');
-            out.push_str(&t.blank());
+            out.push_str(&t.blank_for(&c.name));
         }
         out.push('\n');
     }

@@ -584,6 +584,63 @@ fn two_from(case: &str, forged_first: bool) -> Vec<u8> {
     }
 }
 
+/// The signature value (the last bytes of the only SignerInfo) of an opaque signature
+/// changed: the content digest still matches, the signature does not.
+fn bad_signature_value(raw: &[u8]) -> Vec<u8> {
+    let mut der = decode_body(raw);
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    with_body(raw, &base64_lines(&der))
+}
+
+/// `depth` opaque signatures by the GP one inside the other, made with `openssl cms`.
+fn nested_signatures(case: &str, depth: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("entity");
+    let mut entity = b"Content-Type: text/plain; charset=utf-8\r\n\r\nNom : MARTIN\r\n".to_vec();
+    for _ in 0..depth {
+        std::fs::write(&file, &entity).unwrap();
+        let out = run_ok(
+            Command::new("openssl")
+                .args([
+                    "cms",
+                    "-sign",
+                    "-binary",
+                    "-crlfeol",
+                    "-nodetach",
+                    "-md",
+                    "sha256",
+                    "-signer",
+                    &cert("gp"),
+                    "-inkey",
+                    &key("gp"),
+                    "-in",
+                ])
+                .arg(&file),
+            None,
+        );
+        let text = String::from_utf8(out)
+            .unwrap()
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n");
+        entity = text
+            .lines()
+            .filter(|l| !l.starts_with("MIME-Version:"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            .into_bytes();
+        entity.extend_from_slice(b"\r\n");
+    }
+    let mut out = format!(
+        "From: {}\r\nTo: {TO}\r\nSubject: Demande d'avis ({case})\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: {}\r\nMIME-Version: 1.0\r\n",
+        user_email("gp"),
+        mid(case)
+    )
+    .into_bytes();
+    out.extend(entity);
+    out
+}
+
 fn negatives() -> Vec<Negative> {
     let d = Make::default;
     let signed_only = |case: &str, extra: &'static [&'static str]| {
@@ -744,6 +801,23 @@ fn negatives() -> Vec<Negative> {
             reason: "malformed",
         },
         Negative {
+            name: "bad_signature_value",
+            raw: bad_signature_value(&signed_only("bad_signature_value", &["--opaque"])),
+            reason: "bad_signature",
+        },
+        Negative {
+            name: "nested_too_deep",
+            raw: nested_signatures("nested_too_deep", 10),
+            reason: "malformed",
+        },
+        // the same construction, shallow: valid (refused only because it is not encrypted),
+        // so the deep one is refused for its depth
+        Negative {
+            name: "nested_three_deep",
+            raw: nested_signatures("nested_three_deep", 3),
+            reason: "not_encrypted",
+        },
+        Negative {
             name: "auto_replied",
             raw: make(
                 "auto_replied",
@@ -802,6 +876,14 @@ fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() 
         wrong.join("\n"),
         gw.log()
     );
+    let deep = rows
+        .iter()
+        .find(|r| r["message_id"] == mid("nested_too_deep").as_str())
+        .unwrap();
+    assert!(
+        deep["detail"].as_str().unwrap().contains("nested"),
+        "refused for its depth: {deep}"
+    );
     assert_eq!(rows.len(), cases.len(), "one quarantine row per message");
     assert_eq!(mail.count(GATEWAY, "Traités"), 0, "nothing processed");
     assert_eq!(gw.threads().len(), 0, "no thread from a rejected message");
@@ -849,11 +931,11 @@ fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() 
     let audit = gw.cli(&["audit", "verify"]);
     assert!(audit.status.success(), "{audit:?}");
 
-    // The GP is told twice (the two valid, From-matching signatures that were not encrypted)
+    // The GP is told thrice (the three valid, From-matching signatures that were not encrypted)
     // and acknowledged once; nobody else is answered; the admin got no alert for the
     // auto-reply.
     let gp = user_email("gp");
-    assert!(mail.wait_for_count(&gp, "INBOX", 3, T), "{}", gw.log());
+    assert!(mail.wait_for_count(&gp, "INBOX", 4, T), "{}", gw.log());
     std::thread::sleep(Duration::from_secs(3));
     let mut told = Vec::new();
     for m in mail.fetch(&gp, "INBOX") {
@@ -870,7 +952,7 @@ fn every_negative_case_is_quarantined_with_its_reason_and_the_daemon_survives() 
     told.sort();
     assert_eq!(
         told,
-        ["ack", "not_encrypted", "not_encrypted"],
+        ["ack", "not_encrypted", "not_encrypted", "not_encrypted"],
         "what the GP received"
     );
     for user in ["otherca", "expired", "revoked", "nousage", "gp2"] {

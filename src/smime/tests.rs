@@ -876,3 +876,74 @@ fn corpus_nested_signers_and_from() {
         RejectReason::Expired
     );
 }
+
+#[test]
+fn not_encrypted_rejection_carries_the_verified_signer_and_no_other_does() {
+    let enc = engine(true);
+    let r = reject(&enc, &sign(CONTENT, "gp", false, Some(GP)));
+    assert_eq!(r.reason, RejectReason::NotEncrypted);
+    let signer = r.signer.expect("the verified signer");
+    assert_eq!(signer.email.as_str(), GP);
+    assert_eq!(
+        signer.cert_der,
+        X509::from_pem(&std::fs::read(user("gp", "crt")).unwrap())
+            .unwrap()
+            .to_der()
+            .unwrap()
+    );
+    for (who, from) in [
+        ("gp", "dr.ruch@hopital.test"),
+        ("otherca", "autre@cabinet.test"),
+        ("revoked", "revoque@cabinet.test"),
+    ] {
+        let r = reject(&enc, &sign(CONTENT, who, false, Some(from)));
+        assert!(
+            r.signer.is_none() && !r.sender_authenticated,
+            "{who}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn several_from_headers_are_malformed() {
+    let plain = engine(false);
+    let good = sign(CONTENT, "gp", false, Some(GP));
+    assert!(plain.authenticate(&good, Utc::now()).is_ok());
+    for extra in [
+        "From: dr.bua@cabinet.test\r\n",
+        "From: dr.martin@cabinet.test\r\n",
+    ] {
+        let mut first = extra.as_bytes().to_vec();
+        first.extend_from_slice(&good);
+        let r = reject(&plain, &first);
+        assert_eq!(r.reason, RejectReason::Malformed, "{extra}: {r:?}");
+        assert!(r.detail.contains("several From headers"), "{}", r.detail);
+    }
+}
+
+#[test]
+fn trust_anchors_are_reread_when_their_folder_changes() {
+    let dir = scratch();
+    std::fs::copy(pki().join("ca.crt"), dir.join("ca.crt")).unwrap();
+    let e = SmimeEngine::load(&SmimeSettings {
+        trust_anchors: dir.clone(),
+        ..settings(false)
+    })
+    .unwrap();
+    let from_other = sign(CONTENT, "otherca", false, Some("autre@cabinet.test"));
+    assert_eq!(reason(&e, &from_other), RejectReason::Untrusted);
+    std::fs::copy(pki().join("other-ca.crt"), dir.join("other-ca.crt")).unwrap();
+    let a = e
+        .authenticate(&from_other, Utc::now())
+        .expect("trusted once added");
+    assert_eq!(a.signer.email.as_str(), "autre@cabinet.test");
+    // Removed again: distrusted again. An emptied folder keeps the last good set.
+    std::fs::remove_file(dir.join("other-ca.crt")).unwrap();
+    assert_eq!(reason(&e, &from_other), RejectReason::Untrusted);
+    std::fs::remove_file(dir.join("ca.crt")).unwrap();
+    assert!(
+        e.authenticate(&sign(CONTENT, "gp", false, Some(GP)), Utc::now())
+            .is_ok()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

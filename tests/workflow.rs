@@ -1236,18 +1236,20 @@ fn prendre_annuler_refused_clore_and_closed_threads() {
     stays(&mail, INFECTIO, 5);
     assert_eq!(status_of(&gw, &b), "annulee");
 
-    // A new request with that line is linked to the old thread.
+    // A new request with that line is linked to the old thread. The GP does as the notice
+    // says, answering it: the subject keeps the old token, the address is the category's.
     let body = format!(
         "Demande précédente : {b}\n\n{}",
         fixture("case1_mycoplasme.txt")
     );
+    let irt = format!("In-Reply-To: {}", closed.header("Message-ID")[0]);
     send_as(
         &mail,
         "gp",
         "teleexpertise+infectio@hopital.test",
-        "Demande d'avis",
+        &format!("Re: {}", closed.subject()),
         &body,
-        &[],
+        &["--header", &irt],
     );
     let ack = nth(&mail, &gw, &gp(), 6);
     let c = ack.header("X-Teleavis-Thread").remove(0);
@@ -1257,5 +1259,44 @@ fn prendre_annuler_refused_clore_and_closed_threads() {
     let new = threads.iter().find(|t| t["id"] == c.as_str()).unwrap();
     assert_eq!(new["previous_thread"], b.as_str());
     assert_eq!(new["status"], "nouvelle");
+
+    // Back on the first thread: the expert answers from Outlook (HTML only, an Outlook header
+    // block above the quoted request, a prescription attached), to the Reply-To address as
+    // the client wrote it in capitals.
+    let files = tempfile::tempdir().unwrap();
+    let (rx, rx_bytes) = write_pdf(files.path(), "ordonnance.pdf", "Doxycycline 100 mg");
+    let rx_arg = format!("{}:application/pdf", rx.display());
+    let html = format!(
+        "<html><body><p>Bonjour,</p><p>Ordonnance ci-jointe : doxycycline 7 jours pour le couple.</p>\
+         <p>Bien confraternellement</p><div><hr><p><b>De :</b> Téléexpertise Hôpital de test \
+         &lt;teleexpertise@hopital.test&gt;<br><b>Envoyé :</b> lundi 15 juillet 2024 16:04<br>\
+         <b>À :</b> infectio@hopital.test<br><b>Objet :</b> [{a}] Nouvelle demande</p></div>\
+         <p>Patiente ayant eu des relations sexuelles non protégées avec un partenaire</p>\
+         </body></html>"
+    );
+    let upper = format!("teleexpertise+{a}@hopital.test");
+    send_as(
+        &mail,
+        "expert",
+        &upper,
+        &format!("RE: [{a}] Nouvelle demande"),
+        &html,
+        &["--html", "--attach", &rx_arg],
+    );
+    let answer = nth(&mail, &gw, &gp(), 7);
+    assert!(
+        answer.subject().starts_with(&format!("[{a}] Réponse")),
+        "{}",
+        answer.subject()
+    );
+    let t = answer.text();
+    assert!(t.contains("doxycycline 7 jours pour le couple"), "{t}");
+    for gone in ["Envoyé", "Patiente ayant eu", "Objet"] {
+        assert!(!t.contains(gone), "quoted history {gone:?} relayed:\n{t}");
+    }
+    let atts = answer.attachments();
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    assert_eq!(atts[0]["filename"], "ordonnance.pdf");
+    assert_eq!(atts[0]["sha256"].as_str().unwrap(), sha256(&rx_bytes));
     gw.stop();
 }

@@ -169,6 +169,11 @@ pub async fn apply(
                 detail: format!("token {unknown} names no thread"),
             })
         }
+        // The new request the closed-thread notice asks for: its `Demande précédente` line
+        // names the closed thread that the subject token or In-Reply-To still point to.
+        Ok(Some(thread)) if continues_closed(&thread, &content.text) => {
+            request(intake, tx, inbound_id, envelope, msg, content, now).await
+        }
         Ok(Some(thread)) => {
             reply(intake, tx, inbound_id, envelope, msg, content, thread, now).await
         }
@@ -311,6 +316,12 @@ async fn request(
     send(intake, tx, &tid, "forward", fwd, now).await?;
     info!(inbound_id, thread = %tid, category = %category.id, "thread opened");
     Ok(Decision::Processed { thread: Some(tid) })
+}
+
+/// A message about a closed thread that is a new request following it.
+fn continues_closed(thread: &ThreadRow, text: &str) -> bool {
+    Status::parse(&thread.status).is_ok_and(|s| s.is_closed())
+        && previous_thread(text).as_deref() == Some(thread.id.as_str())
 }
 
 /// `Demande précédente : TE-2026-000042` links a new request to a closed one.

@@ -562,6 +562,45 @@ fn seed_case1_full_round_trip() {
         pdf.contains(&tid) && pdf.contains("née le 23/01/1991") && pdf.contains(final_words),
         "{pdf}"
     );
+
+    // The human-readable thread, and the activity figures.
+    let out = gw.cli(&["threads", "show", &tid]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown_text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        tid.as_str(),
+        "terminee",
+        "request",
+        "forward",
+        "answer",
+        "follow_up",
+        "report",
+    ] {
+        assert!(
+            shown_text.contains(want),
+            "threads show lacks {want:?}:\n{shown_text}"
+        );
+    }
+    let stats = gw.cli_json(&["stats", "--by", "category", "--format", "json"]);
+    let row = &stats[0];
+    assert_eq!(stats.as_array().unwrap().len(), 1, "{stats}");
+    assert_eq!(row["group"], "infectio");
+    assert_eq!(row["requests"], 1);
+    assert_eq!(row["distinct_requesters"], 1);
+    assert_eq!(row["answered"], 1);
+    assert_eq!(row["closed"], 1);
+    let out = gw.cli(&["stats", "--by", "month", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(out.status.success() && lines.len() == 2, "{csv}");
+    assert!(
+        lines[0].starts_with("month,requests,distinct_requesters"),
+        "{csv}"
+    );
     gw.stop();
 }
 
@@ -1259,6 +1298,32 @@ fn prendre_annuler_refused_clore_and_closed_threads() {
     let new = threads.iter().find(|t| t["id"] == c.as_str()).unwrap();
     assert_eq!(new["previous_thread"], b.as_str());
     assert_eq!(new["status"], "nouvelle");
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["threads", "list", "--format", "json"];
+        full.extend_from_slice(args);
+        let v = gw.cli_json(&full);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&["--status", "annulee"]), vec![b.clone()]);
+    assert_eq!(
+        ids(&["--status", "en_cours", "--category", "infectio"]),
+        vec![a.clone()]
+    );
+    assert!(ids(&["--category", "pneumo"]).is_empty());
+    // The compte-rendu of an open thread can be printed at any time.
+    let out = gw.cli(&["report", &a, "--format", "text"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&a));
+    let out = gw.cli(&["report", "TE-2026-999999"]);
+    assert_eq!(out.status.code(), Some(2), "unknown thread: {out:?}");
 
     // Back on the first thread: the expert answers from Outlook (HTML only, an Outlook header
     // block above the quoted request, a prescription attached), to the Reply-To address as

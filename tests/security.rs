@@ -1035,10 +1035,12 @@ fn only_authenticated_senders_are_told_and_the_admin_is_alerted() {
     let cases = [
         (
             "bs_not_encrypted",
+            // a Reply-To elsewhere: the notice goes to the authenticated From only
             make(
                 "bs_not_encrypted",
                 Make {
                     encrypt_to: None,
+                    extra: &["--header", "Reply-To: secretariat@cabinet.test"],
                     ..Make::default()
                 },
             ),
@@ -1147,12 +1149,13 @@ fn only_authenticated_senders_are_told_and_the_admin_is_alerted() {
         "one alert per reason"
     );
 
-    // Nobody at a forged or unproven From address receives anything.
+    // Nobody at a forged or unproven From address (or a Reply-To) receives anything.
     std::thread::sleep(Duration::from_secs(5));
     for addr in [
         "dr.bua@cabinet.test",
         "autre@cabinet.test",
         "inconnu@cabinet.test",
+        "secretariat@cabinet.test",
     ] {
         assert_eq!(mail.count(addr, "INBOX"), 0, "backscatter to {addr}");
     }

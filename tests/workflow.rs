@@ -1363,5 +1363,37 @@ fn prendre_annuler_refused_clore_and_closed_threads() {
     assert_eq!(atts.len(), 1, "{atts:?}");
     assert_eq!(atts[0]["filename"], "ordonnance.pdf");
     assert_eq!(atts[0]["sha256"].as_str().unwrap(), sha256(&rx_bytes));
+
+    // The GP simply answers the closed-thread notice (to its Reply-To, the old token) with the
+    // line and a new form: a new request in the old thread's category.
+    let notice_reply_to = closed.header("Reply-To").join(" ");
+    assert!(notice_reply_to.contains(&plus(&b)), "{notice_reply_to}");
+    let body = format!(
+        "Demande précédente : {b}\n\n{}",
+        fixture("case1_mycoplasme.txt")
+    );
+    send_as(
+        &mail,
+        "gp",
+        &plus(&b),
+        &format!("Re: {}", closed.subject()),
+        &body,
+        &[],
+    );
+    let ack = nth(&mail, &gw, &gp(), 8);
+    let d = ack.header("X-Teleavis-Thread").remove(0);
+    assert!(
+        ![a.as_str(), b.as_str(), c.as_str()].contains(&d.as_str()),
+        "{d}"
+    );
+    assert!(
+        ack.text().contains("Maladies infectieuses"),
+        "{}",
+        ack.text()
+    );
+    let threads = gw.threads();
+    let new = threads.iter().find(|t| t["id"] == d.as_str()).unwrap();
+    assert_eq!(new["previous_thread"], b.as_str());
+    assert_eq!(new["category"], "infectio");
     gw.stop();
 }

@@ -203,15 +203,29 @@ async fn request(
             .await?;
         return Ok(Decision::Processed { thread: None });
     }
+    let previous = previous_thread(&content.text);
     let category = match category_from_recipients(intake, envelope) {
         Some(c) => Some(c),
         None => {
             // The `Catégorie :` line is read with the common template, which every form shares.
             let parsed = form::parse_form(&FormTemplate::common(), &content.text, today);
-            parsed
+            match parsed
                 .category
                 .as_deref()
                 .and_then(|c| category_by_name(intake, c))
+            {
+                Some(c) => Some(c),
+                // A follow-up of a closed thread (sent in reply to the closed-thread notice, to
+                // its token address) goes to that thread's category.
+                None => match &previous {
+                    Some(p) => intake
+                        .store
+                        .get_thread(p)
+                        .await?
+                        .and_then(|t| s.category(&t.category)),
+                    None => None,
+                },
+            }
         }
     };
     let Some(category) = category else {
@@ -249,7 +263,6 @@ async fn request(
             return Ok(Decision::Processed { thread: None });
         }
     };
-    let previous = previous_thread(&content.text);
 
     let year = now.with_timezone(&intake.tz).year();
     let seq = intake.store.next_thread_seq(tx, year).await?;

@@ -803,6 +803,29 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
             .contains("Clairance 31 mL/min (Cockcroft).")
     );
 
+    // A transfer to a category that does not exist is refused, with the valid ids.
+    send_as(
+        &mail,
+        "expert",
+        &plus(&tid),
+        &format!("RE: [{tid}] Nouvelle demande — Maladies infectieuses"),
+        "#transferer nephro\n",
+        &[],
+    );
+    let refused = nth(&mail, &gw, EXPERT, 1);
+    let t = refused.text();
+    assert!(
+        refused.subject().contains(&format!("[{tid}]")),
+        "{}",
+        refused.subject()
+    );
+    assert!(t.contains("nephro") && t.contains("n'existe pas"), "{t}");
+    assert!(
+        t.contains("pneumo (Pneumologie)") && t.contains("infectio (Maladies infectieuses)"),
+        "{t}"
+    );
+    assert_eq!(thread(&gw, &tid)["category"], "infectio");
+
     // Transfer: the expert sends `#transferer pneumo` from their own address.
     send_as(
         &mail,

@@ -455,7 +455,17 @@ async fn reply(
             return Ok(Decision::Processed { thread: Some(tid) });
         }
         Err(refusal) => {
-            let notice = notices::refused(s, &id, &refusal.to_string());
+            let mut why = refusal.to_string();
+            if matches!(refusal, Refusal::UnknownCategory(_)) {
+                // Say which ids `#transferer` takes.
+                let list: Vec<String> = s
+                    .categories
+                    .iter()
+                    .map(|c| format!("{} ({})", c.id, c.name))
+                    .collect();
+                why.push_str(&format!(" ; catégories : {}", list.join(", ")));
+            }
+            let notice = notices::refused(s, &id, &why);
             intake
                 .auto_reply(
                     tx,

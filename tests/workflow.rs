@@ -896,6 +896,57 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
             .contains("Pas d'argument pour une atteinte pulmonaire")
     );
     assert_eq!(status_of(&gw, &tid), "en_cours");
+
+    // The pneumologist closes: the compte-rendu names the new category, the form's fields and
+    // the files.
+    send_as(
+        &mail,
+        "expert2",
+        &plus(&tid),
+        &format!("RE: [{tid}] Nouvelle demande"),
+        "#clore\nRelais par l'infectiologue de garde pour l'antibiothérapie.",
+        &[],
+    );
+    wait_status(&gw, &tid, "terminee");
+    let report = nth(&mail, &gw, &gp2, 5);
+    assert!(
+        report
+            .subject()
+            .starts_with(&format!("[{tid}] Compte-rendu — Pneumologie")),
+        "{}",
+        report.subject()
+    );
+    assert_no_patient_data_in_headers(&report, &secrets);
+    let files = extract_attachments(&gp2, &report.raw);
+    let pdf = files
+        .iter()
+        .find(|(n, _)| n == &format!("compte-rendu-{tid}.pdf"))
+        .expect("the PDF");
+    let pdf = normalize(&pdftotext(&pdf.1));
+    for want in [
+        tid.as_str(),
+        "Pneumologie",
+        "homme né le 12/03/1945",
+        "Fonction rénale récente",
+        "30-60",
+        "Terrain sous-jacent",
+        "quel antibiothérapie vous parait envisageable ?",
+        "Clairance 31 mL/min",
+        "Relais par l'infectiologue de garde",
+        "20241012135021541.pdf",
+        "251be22f-1352-4c69-9b83-dffac445989f.pdf",
+        // Each expert with their own specialty, the group once.
+        "Yvon RUCH, Maladies infectieuses, RPPS : 10009876543",
+        "Anne LEGRAND, Pneumologie, RPPS : 10001112223",
+        "Maladies infectieuses, RPPS : non communiqué, messagerie : infectio@hopital.test",
+    ] {
+        assert!(pdf.contains(want), "the PDF lacks {want:?}:\n{pdf}");
+    }
+    assert!(
+        !pdf.contains("Maladies infectieuses, Maladies infectieuses"),
+        "{pdf}"
+    );
+    assert!(!pdf.contains("Maladies infectieuses, Pneumologie"), "{pdf}");
     gw.stop();
 }
 

@@ -808,10 +808,24 @@ pub fn report_data_from(
         if !is_requester {
             answered_at.get_or_insert(m.at);
             if !experts.iter().any(|e| e.address == m.from_addr) {
+                // The category the expert (or group) belongs to: after a transfer, the first
+                // category's experts keep their own specialty.
+                let specialty = EmailAddress::parse(&m.from_addr)
+                    .ok()
+                    .and_then(|a| {
+                        settings.categories.iter().find(|c| {
+                            c.group_address.base() == a.base()
+                                || c.experts.iter().any(|e| e.base() == a.base())
+                        })
+                    })
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| category_name.clone());
                 experts.push(report::ReportPerson {
+                    // A group mailbox's certificate often bears the specialty as its name.
+                    specialty: (m.author_name.as_deref() != Some(specialty.as_str()))
+                        .then_some(specialty),
                     name: m.author_name.clone(),
                     address: m.from_addr.clone(),
-                    specialty: Some(category_name.clone()),
                     rpps: m.author_rpps.clone(),
                 });
             }

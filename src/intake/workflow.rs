@@ -953,11 +953,17 @@ pub async fn auto_close(intake: &Intake, now: DateTime<Utc>) -> anyhow::Result<(
     if days == 0 {
         return Ok(());
     }
-    for thread in intake
-        .store
-        .idle_threads(now - chrono::Duration::days(days))
-        .await?
-    {
+    close_idle_since(intake, now - chrono::Duration::days(days), now).await
+}
+
+/// Closes the threads without activity since `cutoff`; `now` stamps what it writes.
+pub async fn close_idle_since(
+    intake: &Intake,
+    cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let days = i64::from(intake.settings.gateway.auto_close_days);
+    for thread in intake.store.idle_threads(cutoff).await? {
         let Ok(status) = Status::parse(&thread.status) else {
             continue;
         };

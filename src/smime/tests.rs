@@ -876,3 +876,42 @@ fn corpus_nested_signers_and_from() {
         RejectReason::Expired
     );
 }
+
+#[test]
+fn elliptic_curve_keys_sign_and_decrypt() {
+    // The corpus has EC keys (Alice-ec.p12) but no EC messages: make some with openssl.
+    let dir = scratch();
+    let p12 = corpus_dir().join("Alice-ec.p12");
+    let pem = |args: &[&str]| {
+        let mut a = vec!["pkcs12", "-in", p(&p12), "-passin", "pass:nss", "-nodes"];
+        a.extend_from_slice(args);
+        run("openssl", &a, b"")
+    };
+    let (crt, key, ca) = (
+        dir.join("ec.crt"),
+        dir.join("ec.key"),
+        dir.join("ec-ca.pem"),
+    );
+    std::fs::write(&crt, pem(&["-clcerts", "-nokeys"])).unwrap();
+    std::fs::write(&key, pem(&["-nocerts"])).unwrap();
+    set_mode(&key, 0o600);
+    std::fs::write(&ca, pem(&["-cacerts", "-nokeys"])).unwrap();
+    let mut s = settings(true);
+    s.certificate = Some(crt.clone());
+    s.private_key = Some(key.clone());
+    s.trust_anchors = ca;
+    s.crl_dir = None;
+    let e = SmimeEngine::load(&s).unwrap();
+    let from = "Alice-ec@example.com";
+    let signed = run(
+        "openssl",
+        &["cms", "-sign", "-signer", p(&crt), "-inkey", p(&key)],
+        CONTENT,
+    );
+    let raw = encrypt(&signed, &crt, true, Some(from));
+    let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    let a = e.authenticate(&raw, now).unwrap();
+    assert_eq!(a.signer.email.as_str(), "alice-ec@example.com");
+    assert!(a.encrypted);
+    assert!(a.content.ends_with("fonction rénale 30-60\r\n".as_bytes()));
+}

@@ -152,6 +152,13 @@ fn gw_crt() -> PathBuf {
     user("gateway", "crt")
 }
 
+/// `text` with `from` replaced by `to`; `from` must occur (a no-op would test nothing).
+fn replaced(text: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1).into_bytes()
+}
+
 /// Wraps an application/pkcs7-mime entity as an attachment in multipart/mixed (some clients).
 fn p7m_in_mixed(p7m_message: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(p7m_message).replace("\r\n", "\n");
@@ -229,29 +236,63 @@ fn openssl_made_messages_authenticate() {
         ),
         (
             "legacy x-pkcs7-mime, no smime-type",
-            String::from_utf8(encrypt(
-                &sign(CONTENT, "gp", true, None),
-                &gw_crt(),
-                true,
-                Some(GP),
-            ))
-            .unwrap()
-            .replace(
+            replaced(
+                &encrypt(&sign(CONTENT, "gp", true, None), &gw_crt(), true, Some(GP)),
                 "application/pkcs7-mime; smime-type=authEnveloped-data;",
                 "application/x-pkcs7-mime;",
-            )
-            .into_bytes(),
+            ),
             &enc,
             true,
         ),
         (
             "wrong smime-type",
-            String::from_utf8(opaque.clone())
-                .unwrap()
-                .replace("smime-type=signed-data", "smime-type=enveloped-data")
-                .into_bytes(),
+            replaced(
+                &opaque,
+                "smime-type=signed-data",
+                "smime-type=enveloped-data",
+            ),
             &plain,
             false,
+        ),
+        (
+            "legacy x-pkcs7-signature",
+            replaced(
+                &detached,
+                "Content-Type: application/pkcs7-signature",
+                "Content-Type: application/x-pkcs7-signature",
+            ),
+            &plain,
+            false,
+        ),
+        (
+            "subject key identifiers (-keyid)",
+            run(
+                "openssl",
+                &[
+                    "cms",
+                    "-encrypt",
+                    "-keyid",
+                    "-aes-256-gcm",
+                    "-from",
+                    GP,
+                    p(&gw_crt()),
+                ],
+                &run(
+                    "openssl",
+                    &[
+                        "cms",
+                        "-sign",
+                        "-keyid",
+                        "-signer",
+                        p(&user("gp", "crt")),
+                        "-inkey",
+                        p(&user("gp", "key")),
+                    ],
+                    CONTENT,
+                ),
+            ),
+            &enc,
+            true,
         ),
         (
             "smime.p7m in multipart/mixed",
@@ -849,11 +890,9 @@ fn corpus_nested_signers_and_from() {
         .collect();
     assert_eq!(signers, ["dave@example.com", "alice@example.com"]);
     // Same message with From rewritten to Alice: Alice, the inner signer, is the author.
-    let as_alice = String::from_utf8(raw)
-        .unwrap()
-        .replace("From: Dave@example.com", "From: Alice@example.com");
+    let as_alice = replaced(&raw, "From: Dave@example.com", "From: Alice@example.com");
     assert_eq!(
-        e.authenticate(as_alice.as_bytes(), now)
+        e.authenticate(&as_alice, now)
             .unwrap()
             .signer
             .email
@@ -861,18 +900,19 @@ fn corpus_nested_signers_and_from() {
         "alice@example.com"
     );
     // And From a third party matches no signer.
-    let as_eve = as_alice.replace("From: Alice@example.com", "From: Eve@example.com");
+    let as_eve = replaced(
+        &as_alice,
+        "From: Alice@example.com",
+        "From: Eve@example.com",
+    );
     assert_eq!(
-        e.authenticate(as_eve.as_bytes(), now).err().unwrap().reason,
+        e.authenticate(&as_eve, now).err().unwrap().reason,
         RejectReason::FromMismatch
     );
     // After the certificates expire.
     let late = Utc.with_ymd_and_hms(2032, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(
-        e.authenticate(as_alice.as_bytes(), late)
-            .err()
-            .unwrap()
-            .reason,
+        e.authenticate(&as_alice, late).err().unwrap().reason,
         RejectReason::Expired
     );
 }

@@ -555,6 +555,32 @@ fn crl_changes_are_picked_up_and_require_crl() {
     std::fs::copy(pki().join("crl/ca.crl.pem"), crl_dir.join("any-name.pem")).unwrap();
     assert_eq!(reason(&e, &revoked), RejectReason::Revoked);
 
+    // DER CRLs under any name are read too.
+    let der_dir = dir.join("crl-der");
+    std::fs::create_dir(&der_dir).unwrap();
+    let der = run(
+        "openssl",
+        &[
+            "crl",
+            "-in",
+            p(&pki().join("crl/ca.crl.pem")),
+            "-outform",
+            "DER",
+        ],
+        b"",
+    );
+    std::fs::write(der_dir.join("ac.crl"), der).unwrap();
+    s.crl_dir = Some(der_dir);
+    assert_eq!(
+        reason(&SmimeEngine::load(&s).unwrap(), &revoked),
+        RejectReason::Revoked
+    );
+    // A file that is not a CRL is a configuration error naming the file.
+    std::fs::write(crl_dir.join("readme.txt"), "pas une LCR").unwrap();
+    s.crl_dir = Some(crl_dir.clone());
+    let err = SmimeEngine::load(&s).err().unwrap().to_string();
+    assert!(err.contains("readme.txt"), "{err}");
+
     // require_crl: an issuer without a CRL is not trusted.
     let empty = dir.join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -32,12 +32,12 @@ fn user(name: &str, ext: &str) -> PathBuf {
     pki().join("users").join(format!("{name}.{ext}"))
 }
 
-fn scratch() -> PathBuf {
+/// A temporary folder, removed when the returned guard drops.
+fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("teleavis-smime-")
         .tempdir()
         .unwrap()
-        .keep()
 }
 
 fn settings(require_encryption: bool) -> SmimeSettings {
@@ -509,7 +509,8 @@ fn pkcs12_with_password_file_and_key_permissions() {
     assert_eq!(emails.first().map(|a| a.as_str()), Some(GW));
 
     // Wrong password: the error names the file.
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let bad_pass = dir.join("bad.password");
     std::fs::write(&bad_pass, "nope\n").unwrap();
     set_mode(&bad_pass, 0o600);
@@ -543,7 +544,8 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn crl_changes_are_picked_up_and_require_crl() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let crl_dir = dir.join("crl");
     std::fs::create_dir(&crl_dir).unwrap();
     let mut s = settings(false);
@@ -595,12 +597,13 @@ fn crl_changes_are_picked_up_and_require_crl() {
 
 #[test]
 fn recipients_and_usable_certificates() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     std::fs::copy(user("infectio", "crt"), dir.join("whatever.pem")).unwrap();
     std::fs::copy(user("revoked", "crt"), dir.join("revoked.crt")).unwrap();
     std::fs::write(dir.join("notes.txt"), "pas un certificat").unwrap();
     let mut s = settings(true);
-    s.recipients_dir = Some(dir);
+    s.recipients_dir = Some(dir.to_path_buf());
     let e = SmimeEngine::load(&s).unwrap();
     let found = e
         .recipient_from_dir(&EmailAddress::parse("Infectio@Hopital.test").unwrap())
@@ -633,8 +636,8 @@ fn recipients_and_usable_certificates() {
 
 const OUTGOING: &str = "From: =?utf-8?q?T=C3=A9l=C3=A9expertise?= <teleexpertise@hopital.test>\nTo: infectio@hopital.test\nSubject: [TE-2026-000042] Maladies infectieuses : Nouvelle demande\nDate: Fri, 27 Nov 2026 10:00:00 +0100\nMessage-ID: <te-2026-000042.1@hopital.test>\nReply-To: teleexpertise+te-2026-000042@hopital.test\nAuto-Submitted: auto-generated\nX-Teleavis-Thread: TE-2026-000042\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nDemande d'avis : fonction rénale 30-60\n";
 
-fn write_tmp(bytes: &[u8]) -> PathBuf {
-    let f = scratch().join("msg.eml");
+fn write_tmp(dir: &tempfile::TempDir, bytes: &[u8]) -> PathBuf {
+    let f = dir.path().join("msg.eml");
     std::fs::write(&f, bytes).unwrap();
     f
 }
@@ -673,7 +676,8 @@ fn protect_round_trips_through_openssl_python_and_ourselves() {
         );
 
         // OpenSSL: the recipient and the gateway itself can decrypt; the signature verifies.
-        let file = write_tmp(&out);
+        let tmp = scratch();
+        let file = write_tmp(&tmp, &out);
         for who in ["infectio", "gateway"] {
             let signed = run(
                 "openssl",
@@ -733,7 +737,8 @@ fn protect_round_trips_through_openssl_python_and_ourselves() {
 fn protect_sign_only_and_refusals() {
     let e = engine(false);
     let out = e.protect(OUTGOING.as_bytes(), &[], false).unwrap();
-    let file = write_tmp(&out);
+    let tmp = scratch();
+    let file = write_tmp(&tmp, &out);
     run(
         "openssl",
         &[
@@ -791,7 +796,8 @@ fn corpus_dir() -> PathBuf {
 
 /// Bob's key as the gateway key, `TestCA.pem` as the anchor.
 fn corpus_engine() -> SmimeEngine {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let pass = dir.join("nss.password");
     std::fs::write(&pass, "nss\n").unwrap();
     set_mode(&pass, 0o600);
@@ -946,7 +952,8 @@ fn corpus_nested_signers_and_from() {
 #[test]
 fn elliptic_curve_keys_sign_and_decrypt() {
     // The corpus has EC keys (Alice-ec.p12) but no EC messages: make some with openssl.
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let p12 = corpus_dir().join("Alice-ec.p12");
     let pem = |args: &[&str]| {
         let mut a = vec!["pkcs12", "-in", p(&p12), "-passin", "pass:nss", "-nodes"];

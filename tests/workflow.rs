@@ -988,6 +988,35 @@ fn missing_consent_is_sent_back_and_nothing_is_forwarded() {
     stays(&mail, &gp(), 1);
     assert_eq!(mail.count(INFECTIO, "INBOX"), 0, "forwarded to the group");
     assert!(gw.threads().is_empty(), "a thread was opened");
+
+    // The same GP's corrected form, from a webmail that writes HTML only: accepted.
+    let html_path = common::repo_root().join("tests/data/forms/html_only.html");
+    let html = std::fs::read_to_string(html_path).unwrap();
+    send_as(
+        &mail,
+        "gp",
+        "teleexpertise+infectio@hopital.test",
+        "Demande d'avis",
+        &html,
+        &["--html"],
+    );
+    let ack = nth(&mail, &gw, &gp(), 2);
+    assert!(ack.text().contains("a bien été reçue"), "{}", ack.text());
+    let fwd = nth(&mail, &gw, INFECTIO, 1);
+    let t = fwd.text();
+    for want in [
+        "NEM",
+        "Carl",
+        "12/03/1945",
+        "30-60",
+        "quel antibiothérapie vous parait envisageable ?",
+    ] {
+        assert!(t.contains(want), "forward lacks {want:?}:\n{t}");
+    }
+    assert!(
+        !t.contains("<b>") && !t.contains("&nbsp;"),
+        "markup in the forward:\n{t}"
+    );
     gw.stop();
 }
 
@@ -1023,6 +1052,14 @@ fn intruder_in_a_thread_is_quarantined_and_not_relayed() {
             .iter()
             .all(|m| m["from"] != INTRUDER),
         "recorded in the thread: {shown}"
+    );
+    // The admin is alerted, without the body.
+    let alert = nth(&mail, &gw, gateway::ADMIN, 1);
+    let t = alert.text();
+    assert!(t.contains("not_authorized") && t.contains(INTRUDER), "{t}");
+    assert!(
+        !t.contains("doxycycline"),
+        "the body in the admin alert:\n{t}"
     );
     // Whatever the intruder gets back carries no patient data.
     for raw in mail.fetch(INTRUDER, "INBOX") {

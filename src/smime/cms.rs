@@ -161,18 +161,28 @@ pub struct DecryptionKey {
     pub key: PKey<Private>,
 }
 
+/// Why encrypted data could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptFailure {
+    /// Not a readable CMS structure.
+    Unreadable(String),
+    /// Well formed, but none of the keys is a recipient (or the ciphertext is corrupt).
+    NoKey(String),
+}
+
 /// Decrypts enveloped or authEnveloped data with the first key that is a recipient.
-pub fn decrypt(der: &[u8], keys: &[DecryptionKey]) -> Result<Vec<u8>, String> {
-    let cms = CmsContentInfo::from_der(der)
-        .map_err(|e| format!("unreadable encrypted data: {}", ssl_summary(&e)))?;
+pub fn decrypt(der: &[u8], keys: &[DecryptionKey]) -> Result<Vec<u8>, DecryptFailure> {
+    let cms =
+        CmsContentInfo::from_der(der).map_err(|e| DecryptFailure::Unreadable(ssl_summary(&e)))?;
     let mut last = String::from("no decryption key configured");
     for k in keys {
+        // With the certificate, OpenSSL picks the matching RecipientInfo (no trial decryption).
         match cms.decrypt(&k.key, &k.cert) {
             Ok(plain) => return Ok(plain),
             Err(e) => last = ssl_summary(&e),
         }
     }
-    Err(last)
+    Err(DecryptFailure::NoKey(last))
 }
 
 /// Adds a CRL to a store under construction.

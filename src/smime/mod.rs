@@ -43,7 +43,8 @@ pub struct SignerIdentity {
     pub not_after: DateTime<Utc>,
 }
 
-/// An incoming message whose author is established.
+/// An incoming message whose author is established. Only `content` and `signer` are
+/// authenticated: the outer headers (Subject, To, Date…) are not covered by S/MIME signatures.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// The innermost MIME entity: its own headers (Content-Type…) and body, CRLF.
@@ -109,7 +110,7 @@ impl SmimeEngine {
             crls = crls.crls.len(),
             "S/MIME keys loaded"
         );
-        Ok(SmimeEngine {
+        let engine = SmimeEngine {
             identity,
             keys,
             trust_anchors: settings.trust_anchors.clone(),
@@ -120,7 +121,19 @@ impl SmimeEngine {
             require_encryption: settings.require_encryption,
             recipients_dir: settings.recipients_dir.clone(),
             cipher: settings.cipher,
-        })
+        };
+        let own = &engine.identity;
+        if let Err((reason, detail)) =
+            engine.check(&own.key.cert, &own.chain, Utc::now(), Usage::Sign)
+        {
+            tracing::warn!(
+                %reason,
+                %detail,
+                "the gateway certificate fails the checks applied to correspondents: \
+                 recipients may refuse its mail"
+            );
+        }
+        Ok(engine)
     }
 
     pub fn gateway_certificate(&self) -> &X509 {

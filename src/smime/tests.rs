@@ -32,12 +32,12 @@ fn user(name: &str, ext: &str) -> PathBuf {
     pki().join("users").join(format!("{name}.{ext}"))
 }
 
-fn scratch() -> PathBuf {
+/// A temporary folder, removed when the returned guard drops.
+fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("teleavis-smime-")
         .tempdir()
         .unwrap()
-        .keep()
 }
 
 fn settings(require_encryption: bool) -> SmimeSettings {
@@ -152,6 +152,13 @@ fn gw_crt() -> PathBuf {
     user("gateway", "crt")
 }
 
+/// `text` with `from` replaced by `to`; `from` must occur (a no-op would test nothing).
+fn replaced(text: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1).into_bytes()
+}
+
 /// Wraps an application/pkcs7-mime entity as an attachment in multipart/mixed (some clients).
 fn p7m_in_mixed(p7m_message: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(p7m_message).replace("\r\n", "\n");
@@ -229,29 +236,63 @@ fn openssl_made_messages_authenticate() {
         ),
         (
             "legacy x-pkcs7-mime, no smime-type",
-            String::from_utf8(encrypt(
-                &sign(CONTENT, "gp", true, None),
-                &gw_crt(),
-                true,
-                Some(GP),
-            ))
-            .unwrap()
-            .replace(
+            replaced(
+                &encrypt(&sign(CONTENT, "gp", true, None), &gw_crt(), true, Some(GP)),
                 "application/pkcs7-mime; smime-type=authEnveloped-data;",
                 "application/x-pkcs7-mime;",
-            )
-            .into_bytes(),
+            ),
             &enc,
             true,
         ),
         (
             "wrong smime-type",
-            String::from_utf8(opaque.clone())
-                .unwrap()
-                .replace("smime-type=signed-data", "smime-type=enveloped-data")
-                .into_bytes(),
+            replaced(
+                &opaque,
+                "smime-type=signed-data",
+                "smime-type=enveloped-data",
+            ),
             &plain,
             false,
+        ),
+        (
+            "legacy x-pkcs7-signature",
+            replaced(
+                &detached,
+                "Content-Type: application/pkcs7-signature",
+                "Content-Type: application/x-pkcs7-signature",
+            ),
+            &plain,
+            false,
+        ),
+        (
+            "subject key identifiers (-keyid)",
+            run(
+                "openssl",
+                &[
+                    "cms",
+                    "-encrypt",
+                    "-keyid",
+                    "-aes-256-gcm",
+                    "-from",
+                    GP,
+                    p(&gw_crt()),
+                ],
+                &run(
+                    "openssl",
+                    &[
+                        "cms",
+                        "-sign",
+                        "-keyid",
+                        "-signer",
+                        p(&user("gp", "crt")),
+                        "-inkey",
+                        p(&user("gp", "key")),
+                    ],
+                    CONTENT,
+                ),
+            ),
+            &enc,
+            true,
         ),
         (
             "smime.p7m in multipart/mixed",
@@ -468,7 +509,8 @@ fn pkcs12_with_password_file_and_key_permissions() {
     assert_eq!(emails.first().map(|a| a.as_str()), Some(GW));
 
     // Wrong password: the error names the file.
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let bad_pass = dir.join("bad.password");
     std::fs::write(&bad_pass, "nope\n").unwrap();
     set_mode(&bad_pass, 0o600);
@@ -502,7 +544,8 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn crl_changes_are_picked_up_and_require_crl() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let crl_dir = dir.join("crl");
     std::fs::create_dir(&crl_dir).unwrap();
     let mut s = settings(false);
@@ -513,6 +556,32 @@ fn crl_changes_are_picked_up_and_require_crl() {
     assert!(e.authenticate(&revoked, Utc::now()).is_ok());
     std::fs::copy(pki().join("crl/ca.crl.pem"), crl_dir.join("any-name.pem")).unwrap();
     assert_eq!(reason(&e, &revoked), RejectReason::Revoked);
+
+    // DER CRLs under any name are read too.
+    let der_dir = dir.join("crl-der");
+    std::fs::create_dir(&der_dir).unwrap();
+    let der = run(
+        "openssl",
+        &[
+            "crl",
+            "-in",
+            p(&pki().join("crl/ca.crl.pem")),
+            "-outform",
+            "DER",
+        ],
+        b"",
+    );
+    std::fs::write(der_dir.join("ac.crl"), der).unwrap();
+    s.crl_dir = Some(der_dir);
+    assert_eq!(
+        reason(&SmimeEngine::load(&s).unwrap(), &revoked),
+        RejectReason::Revoked
+    );
+    // A file that is not a CRL is a configuration error naming the file.
+    std::fs::write(crl_dir.join("readme.txt"), "pas une LCR").unwrap();
+    s.crl_dir = Some(crl_dir.clone());
+    let err = SmimeEngine::load(&s).err().unwrap().to_string();
+    assert!(err.contains("readme.txt"), "{err}");
 
     // require_crl: an issuer without a CRL is not trusted.
     let empty = dir.join("empty");
@@ -528,12 +597,13 @@ fn crl_changes_are_picked_up_and_require_crl() {
 
 #[test]
 fn recipients_and_usable_certificates() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     std::fs::copy(user("infectio", "crt"), dir.join("whatever.pem")).unwrap();
     std::fs::copy(user("revoked", "crt"), dir.join("revoked.crt")).unwrap();
     std::fs::write(dir.join("notes.txt"), "pas un certificat").unwrap();
     let mut s = settings(true);
-    s.recipients_dir = Some(dir);
+    s.recipients_dir = Some(dir.to_path_buf());
     let e = SmimeEngine::load(&s).unwrap();
     let found = e
         .recipient_from_dir(&EmailAddress::parse("Infectio@Hopital.test").unwrap())
@@ -566,8 +636,8 @@ fn recipients_and_usable_certificates() {
 
 const OUTGOING: &str = "From: =?utf-8?q?T=C3=A9l=C3=A9expertise?= <teleexpertise@hopital.test>\nTo: infectio@hopital.test\nSubject: [TE-2026-000042] Maladies infectieuses : Nouvelle demande\nDate: Fri, 27 Nov 2026 10:00:00 +0100\nMessage-ID: <te-2026-000042.1@hopital.test>\nReply-To: teleexpertise+te-2026-000042@hopital.test\nAuto-Submitted: auto-generated\nX-Teleavis-Thread: TE-2026-000042\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nDemande d'avis : fonction rénale 30-60\n";
 
-fn write_tmp(bytes: &[u8]) -> PathBuf {
-    let f = scratch().join("msg.eml");
+fn write_tmp(dir: &tempfile::TempDir, bytes: &[u8]) -> PathBuf {
+    let f = dir.path().join("msg.eml");
     std::fs::write(&f, bytes).unwrap();
     f
 }
@@ -606,7 +676,8 @@ fn protect_round_trips_through_openssl_python_and_ourselves() {
         );
 
         // OpenSSL: the recipient and the gateway itself can decrypt; the signature verifies.
-        let file = write_tmp(&out);
+        let tmp = scratch();
+        let file = write_tmp(&tmp, &out);
         for who in ["infectio", "gateway"] {
             let signed = run(
                 "openssl",
@@ -666,7 +737,8 @@ fn protect_round_trips_through_openssl_python_and_ourselves() {
 fn protect_sign_only_and_refusals() {
     let e = engine(false);
     let out = e.protect(OUTGOING.as_bytes(), &[], false).unwrap();
-    let file = write_tmp(&out);
+    let tmp = scratch();
+    let file = write_tmp(&tmp, &out);
     run(
         "openssl",
         &[
@@ -724,7 +796,8 @@ fn corpus_dir() -> PathBuf {
 
 /// Bob's key as the gateway key, `TestCA.pem` as the anchor.
 fn corpus_engine() -> SmimeEngine {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let pass = dir.join("nss.password");
     std::fs::write(&pass, "nss\n").unwrap();
     set_mode(&pass, 0o600);
@@ -849,11 +922,9 @@ fn corpus_nested_signers_and_from() {
         .collect();
     assert_eq!(signers, ["dave@example.com", "alice@example.com"]);
     // Same message with From rewritten to Alice: Alice, the inner signer, is the author.
-    let as_alice = String::from_utf8(raw)
-        .unwrap()
-        .replace("From: Dave@example.com", "From: Alice@example.com");
+    let as_alice = replaced(&raw, "From: Dave@example.com", "From: Alice@example.com");
     assert_eq!(
-        e.authenticate(as_alice.as_bytes(), now)
+        e.authenticate(&as_alice, now)
             .unwrap()
             .signer
             .email
@@ -861,18 +932,19 @@ fn corpus_nested_signers_and_from() {
         "alice@example.com"
     );
     // And From a third party matches no signer.
-    let as_eve = as_alice.replace("From: Alice@example.com", "From: Eve@example.com");
+    let as_eve = replaced(
+        &as_alice,
+        "From: Alice@example.com",
+        "From: Eve@example.com",
+    );
     assert_eq!(
-        e.authenticate(as_eve.as_bytes(), now).err().unwrap().reason,
+        e.authenticate(&as_eve, now).err().unwrap().reason,
         RejectReason::FromMismatch
     );
     // After the certificates expire.
     let late = Utc.with_ymd_and_hms(2032, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(
-        e.authenticate(as_alice.as_bytes(), late)
-            .err()
-            .unwrap()
-            .reason,
+        e.authenticate(&as_alice, late).err().unwrap().reason,
         RejectReason::Expired
     );
 }
@@ -923,7 +995,8 @@ fn several_from_headers_are_malformed() {
 
 #[test]
 fn trust_anchors_are_reread_when_their_folder_changes() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path().to_path_buf();
     std::fs::copy(pki().join("ca.crt"), dir.join("ca.crt")).unwrap();
     let e = SmimeEngine::load(&SmimeSettings {
         trust_anchors: dir.clone(),
@@ -945,5 +1018,44 @@ fn trust_anchors_are_reread_when_their_folder_changes() {
         e.authenticate(&sign(CONTENT, "gp", false, Some(GP)), Utc::now())
             .is_ok()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn elliptic_curve_keys_sign_and_decrypt() {
+    // The corpus has EC keys (Alice-ec.p12) but no EC messages: make some with openssl.
+    let tmp = scratch();
+    let dir = tmp.path();
+    let p12 = corpus_dir().join("Alice-ec.p12");
+    let pem = |args: &[&str]| {
+        let mut a = vec!["pkcs12", "-in", p(&p12), "-passin", "pass:nss", "-nodes"];
+        a.extend_from_slice(args);
+        run("openssl", &a, b"")
+    };
+    let (crt, key, ca) = (
+        dir.join("ec.crt"),
+        dir.join("ec.key"),
+        dir.join("ec-ca.pem"),
+    );
+    std::fs::write(&crt, pem(&["-clcerts", "-nokeys"])).unwrap();
+    std::fs::write(&key, pem(&["-nocerts"])).unwrap();
+    set_mode(&key, 0o600);
+    std::fs::write(&ca, pem(&["-cacerts", "-nokeys"])).unwrap();
+    let mut s = settings(true);
+    s.certificate = Some(crt.clone());
+    s.private_key = Some(key.clone());
+    s.trust_anchors = ca;
+    s.crl_dir = None;
+    let e = SmimeEngine::load(&s).unwrap();
+    let from = "Alice-ec@example.com";
+    let signed = run(
+        "openssl",
+        &["cms", "-sign", "-signer", p(&crt), "-inkey", p(&key)],
+        CONTENT,
+    );
+    let raw = encrypt(&signed, &crt, true, Some(from));
+    let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    let a = e.authenticate(&raw, now).unwrap();
+    assert_eq!(a.signer.email.as_str(), "alice-ec@example.com");
+    assert!(a.encrypted);
+    assert!(a.content.ends_with("fonction rénale 30-60\r\n".as_bytes()));
 }

@@ -4,7 +4,7 @@
 
 use openssl::x509::X509;
 
-use super::cms::{self, CmsKind, DecryptionKey, SigFailure};
+use super::cms::{self, CmsKind, DecryptFailure, DecryptionKey, SigFailure};
 use super::error::{RejectReason, Rejection};
 use super::mime::{self, ContentType, Entity};
 
@@ -204,20 +204,14 @@ fn pkcs7_mime(
         }
         Some(kind @ (CmsKind::Enveloped | CmsKind::AuthEnveloped)) => {
             // Garbage that merely starts like enveloped data is malformed, not "for someone else".
-            openssl::cms::CmsContentInfo::from_der(&der).map_err(|e| {
-                malformed(
-                    depth,
-                    format!(
-                        "unreadable encrypted data: {}",
-                        super::error::ssl_summary(&e)
-                    ),
-                )
-            })?;
-            let plain = cms::decrypt(&der, keys).map_err(|e| {
-                Rejection::new(
+            let plain = cms::decrypt(&der, keys).map_err(|f| match f {
+                DecryptFailure::Unreadable(e) => {
+                    malformed(depth, format!("unreadable encrypted data: {e}"))
+                }
+                DecryptFailure::NoKey(e) => Rejection::new(
                     RejectReason::CannotDecrypt,
                     format!("layer {depth}: not decryptable with the gateway keys: {e}"),
-                )
+                ),
             })?;
             Ok(Step::Inner(
                 Layer::Encrypted {

@@ -817,17 +817,26 @@ fn check_readable(path: &Path, key: &str, p: &mut impl FnMut(&str, String)) {
 
 /// A secret (key, password, PKCS#12) must exist and be private to its owner.
 fn check_secret_file(path: &Path, key: &str, p: &mut impl FnMut(&str, String)) {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Err(e) => p(key, format!("cannot read {}: {e}", path.display())),
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => p(
-            key,
-            format!(
-                "{} is readable by others (mode {:o}): chmod 600 it",
-                path.display(),
-                m.permissions().mode() & 0o777
-            ),
-        ),
-        Ok(_) => check_readable(path, key, p),
+    match private_mode(path) {
+        Err(problem) => p(key, problem),
+        Ok(()) => check_readable(path, key, p),
     }
+}
+
+/// The one rule for files holding secrets: no access for other users. The group may read
+/// (root:teleavis 0640 is the usual packaging).
+pub fn private_mode(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:o}): chmod o-rwx it (0600 or 0640)",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
 }

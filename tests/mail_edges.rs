@@ -256,7 +256,7 @@ async fn imap_refuses_a_key_readable_by_others() {
     s.client_key = Some(key.clone());
     let err = ImapClient::connect(&s).await.unwrap_err().to_string();
     assert!(
-        err.contains(key.to_str().unwrap()) && err.contains("group or others"),
+        err.contains(key.to_str().unwrap()) && err.contains("readable by others"),
         "{err}"
     );
 }

@@ -84,18 +84,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, MailError
     Ok(certs)
 }
 
-/// Refuses a private key file that its group or others may read or write.
+/// Refuses a private key file that other users may access (`config::private_mode`).
 pub fn check_key_permissions(path: &Path) -> Result<(), MailError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|e| MailError::file(path, e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(MailError::file(
-            path,
-            format!("private key is accessible by group or others (mode {mode:04o}); chmod 600 it"),
-        ));
-    }
-    Ok(())
+    crate::config::private_mode(path).map_err(|problem| MailError::file(path, problem))
 }
 
 /// Reads the PEM bytes of a private key after the permission check.
@@ -140,20 +131,21 @@ mod tests {
     #[test]
     fn key_permissions() {
         let dir = tempfile::tempdir().unwrap();
-        for ok in [0o600, 0o400] {
+        // Group access is allowed (root:teleavis 0640 packaging); other users never.
+        for ok in [0o600, 0o400, 0o640, 0o660] {
             check_key_permissions(&key_file(dir.path(), ok)).unwrap();
         }
-        for bad in [0o640, 0o644, 0o604, 0o660, 0o602] {
+        for bad in [0o644, 0o604, 0o602, 0o666] {
             let path = key_file(dir.path(), bad);
             let err = check_key_permissions(&path).unwrap_err().to_string();
             assert!(err.contains(&path.display().to_string()), "{err}");
-            assert!(err.contains("group or others"), "{err}");
+            assert!(err.contains("readable by others"), "{err}");
             // load_private_key refuses before parsing.
             assert!(
                 load_private_key(&path)
                     .unwrap_err()
                     .to_string()
-                    .contains("group or others")
+                    .contains("readable by others")
             );
         }
         let missing = dir.path().join("missing.key");

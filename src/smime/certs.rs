@@ -20,20 +20,7 @@ use crate::address::EmailAddress;
 
 /// Reads a file holding secret material, refusing it when other users may read it.
 pub fn read_private_file(path: &Path) -> Result<Vec<u8>, SmimeError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta =
-        std::fs::metadata(path).map_err(|e| SmimeError::file(path, format!("cannot read: {e}")))?;
-    let mode = meta.permissions().mode();
-    // Group access is allowed (root:teleavis 0640 is the usual packaging); others never.
-    if mode & 0o007 != 0 {
-        return Err(SmimeError::file(
-            path,
-            format!(
-                "private key file is accessible by other users (mode {:o}); run chmod o-rwx on it",
-                mode & 0o777
-            ),
-        ));
-    }
+    crate::config::private_mode(path).map_err(|problem| SmimeError::file(path, problem))?;
     std::fs::read(path).map_err(|e| SmimeError::file(path, format!("cannot read: {e}")))
 }
 

@@ -526,7 +526,7 @@ fn pkcs12_with_password_file_and_key_permissions() {
     s.private_key = Some(key.clone());
     let err = SmimeEngine::load(&s).err().unwrap().to_string();
     assert!(
-        err.contains(p(&key)) && err.contains("other users"),
+        err.contains(p(&key)) && err.contains("readable by others"),
         "{err}"
     );
     set_mode(&key, 0o640);

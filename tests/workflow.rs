@@ -1348,7 +1348,8 @@ fn prendre_annuler_refused_clore_and_closed_threads() {
         "gp",
         &plus(&b),
         &format!("Re: [{b}] Accusé de réception"),
-        "#annuler\nLa patiente a consulté aux urgences.\n",
+        // As the acknowledgement writes it, period included.
+        "#annuler.\nLa patiente a consulté aux urgences.\n",
         &[],
     );
     wait_status(&gw, &b, "annulee");

@@ -82,7 +82,8 @@ pub fn parse_command(text: &str) -> Option<ParsedCommand> {
 }
 
 fn command_line(line: &str) -> Option<Command> {
-    let line = line.trim();
+    // `#annuler.` as copied from the acknowledgement's sentence: a final period is no argument.
+    let line = line.trim().trim_end_matches(['.', '!']).trim_end();
     let word_end = line.find(char::is_whitespace).unwrap_or(line.len());
     let (word, arg) = (&line[..word_end], line[word_end..].trim());
     let word = crate::form::fold_label(word);
@@ -103,6 +104,16 @@ mod tests {
 
     fn cmd(text: &str) -> Option<(Command, String)> {
         parse_command(text).map(|p| (p.command, p.remaining_text))
+    }
+
+    #[test]
+    fn a_final_period_is_tolerated() {
+        assert_eq!(cmd("#annuler."), Some((Command::Annuler, String::new())));
+        assert_eq!(
+            cmd("#transferer pneumo.\nMerci"),
+            Some((Command::Transferer("pneumo".into()), "Merci".into()))
+        );
+        assert_eq!(cmd("#clore la demande."), None);
     }
 
     #[test]

@@ -204,7 +204,7 @@ async fn intake_loop(
 /// One IMAP session: returns Ok only when a stop was requested.
 async fn session(
     settings: &Settings,
-    intake: &Intake,
+    intake: &Arc<Intake>,
     stop: &mut watch::Receiver<bool>,
     mut lease: Option<&mut crate::store::Lease>,
 ) -> anyhow::Result<()> {
@@ -240,7 +240,23 @@ async fn session(
                 uid,
                 raw,
             };
-            let handled = intake.handle(fetched).await?;
+            // Its own task, so that even a panic on a message quarantines it instead of
+            // stopping the mailbox (the copy keeps the bytes for that case).
+            let copy = fetched.clone();
+            let task = {
+                let intake = intake.clone();
+                tokio::spawn(async move { intake.handle(fetched).await })
+            };
+            let handled = match task.await {
+                Ok(r) => r?,
+                Err(e) if e.is_panic() => {
+                    tracing::error!(uid, "a bug met this message: quarantined");
+                    intake
+                        .quarantine_failure(&copy, "panic while handling the message")
+                        .await?
+                }
+                Err(e) => return Err(e.into()),
+            };
             if fault_injected("abort-after-commit") {
                 // The reliability tests crash the daemon exactly between COMMIT and MOVE.
                 tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");

@@ -322,3 +322,39 @@ fn systemd_is_told_ready_watchdog_and_stopping() {
     }
     assert!(stopping, "no STOPPING=1 after SIGTERM");
 }
+
+#[test]
+fn a_message_that_meets_a_bug_is_quarantined_and_the_next_still_goes_through() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start_with_env(&[("TELEAVIS_FAULT", "panic-on-subject:PANIQUE")]);
+    send_request(&mail, &request("PANIQUE"));
+    send_request(&mail, &request("Demande d'avis"));
+    assert!(
+        mail.wait_for_count(GATEWAY, "Quarantaine", 1, T),
+        "{}",
+        gw.log()
+    );
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", 1, T),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.is_running(), "the daemon must survive");
+    let q = gw.quarantine();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "processing_error");
+    assert_eq!(gw.threads().len(), 1);
+    // Once the bug is gone, the operator reprocesses it.
+    gw.stop();
+    let id = q[0]["id"].to_string();
+    let out = gw.cli(&["quarantine", "reprocess", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("processed"));
+    assert_eq!(gw.threads().len(), 2);
+    assert!(gw.quarantine().is_empty());
+}

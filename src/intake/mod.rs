@@ -27,6 +27,7 @@ use crate::smime::SmimeEngine;
 use crate::store::{InboundOutcome, NewInbound, Store, Tx};
 
 /// One message as fetched from the mailbox.
+#[derive(Clone)]
 pub struct Fetched {
     pub mailbox: String,
     pub uidvalidity: u32,
@@ -111,23 +112,7 @@ impl Intake {
         let mut tx = self.store.begin().await?;
         let inbound_id = self
             .store
-            .insert_inbound(
-                &mut tx,
-                &NewInbound {
-                    received_at: now,
-                    mailbox: f.mailbox.clone(),
-                    uidvalidity: f.uidvalidity,
-                    uid: f.uid,
-                    message_id: envelope.as_ref().and_then(|e| e.message_id.clone()),
-                    sha256: sha.clone(),
-                    size: f.raw.len() as u64,
-                    from_addr: envelope
-                        .as_ref()
-                        .and_then(|e| e.from.as_ref())
-                        .map(|a| a.to_string()),
-                    raw: f.raw.clone(),
-                },
-            )
+            .insert_inbound(&mut tx, &new_inbound(&f, envelope.as_ref(), &sha, now))
             .await?;
 
         // Same Message-ID, other bytes: the same mail delivered twice (two recipients, a resend).
@@ -137,7 +122,9 @@ impl Intake {
                 .find_inbound_by_message_id(mid)
                 .await?
                 .into_iter()
-                .find(|p| p.id != inbound_id)
+                // Only a message that was handled counts: a forged copy sent first and
+                // quarantined must not silence the genuine one.
+                .find(|p| p.id != inbound_id && p.outcome == "processed")
         {
             let destination = self.processed_folder();
             let detail = format!("same Message-ID as inbound {}", prev.id);
@@ -173,13 +160,49 @@ impl Intake {
             });
         }
 
-        let decision = self
+        let decision = match self
             .process(&mut tx, inbound_id, &f.raw, envelope.as_ref(), now)
-            .await?;
+            .await
+        {
+            Ok(d) => d,
+            Err(e) if is_transient(&e) => return Err(e),
+            Err(e) => {
+                // Not the database: a bug met this message. It must not block the mailbox.
+                tx.rollback().await?;
+                return self.quarantine_failure(&f, &format!("{e:#}")).await;
+            }
+        };
         let handled = self
             .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
             .await?;
         tx.commit().await.context("committing the message")?;
+        Ok(handled)
+    }
+
+    /// Stores a message the pipeline failed on (an error that is not the database's, or a
+    /// panic) in quarantine as `processing_error`, with the admin alerted, so it can be
+    /// reprocessed once the cause is fixed and the next messages still go through.
+    pub async fn quarantine_failure(&self, f: &Fetched, detail: &str) -> anyhow::Result<Handled> {
+        let now = Utc::now();
+        let sha = sha256_hex(&f.raw);
+        let envelope = Envelope::parse(&f.raw);
+        let mut tx = self.store.begin().await?;
+        let inbound_id = match self.store.find_inbound_by_sha256(&sha).await? {
+            Some(prev) => prev.id,
+            None => {
+                self.store
+                    .insert_inbound(&mut tx, &new_inbound(f, envelope.as_ref(), &sha, now))
+                    .await?
+            }
+        };
+        let decision = Decision::Quarantined {
+            reason: Reason::ProcessingError,
+            detail: detail.chars().take(1000).collect(),
+        };
+        let handled = self
+            .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
+            .await?;
+        tx.commit().await?;
         Ok(handled)
     }
 
@@ -242,6 +265,13 @@ impl Intake {
         let Some(envelope) = envelope else {
             return quarantine(Reason::Malformed, "not an RFC 5322 message".into());
         };
+        if let Ok(fault) = std::env::var("TELEAVIS_FAULT")
+            && let Some(marker) = fault.strip_prefix("panic-on-subject:")
+            && envelope.subject.contains(marker)
+        {
+            // Fault injection for the reliability tests: a bug meeting one message.
+            panic!("TELEAVIS_FAULT: injected panic");
+        }
         if is_automatic(envelope) {
             if let Some(b) = bounce::read(raw, self.settings.gateway.address.domain()) {
                 self.record_bounce(tx, inbound_id, &b, now).await?;
@@ -501,6 +531,39 @@ impl Intake {
         }
         workflow::auto_close(self, Utc::now()).await
     }
+}
+
+fn new_inbound(
+    f: &Fetched,
+    envelope: Option<&Envelope>,
+    sha: &str,
+    now: DateTime<Utc>,
+) -> NewInbound {
+    NewInbound {
+        received_at: now,
+        mailbox: f.mailbox.clone(),
+        uidvalidity: f.uidvalidity,
+        uid: f.uid,
+        message_id: envelope.and_then(|e| e.message_id.clone()),
+        sha256: sha.to_string(),
+        size: f.raw.len() as u64,
+        from_addr: envelope
+            .and_then(|e| e.from.as_ref())
+            .map(|a| a.to_string()),
+        raw: f.raw.clone(),
+    }
+}
+
+/// Database trouble that a later try may not meet (connection lost, busy, deadlock).
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(|s| s.is_transient())
+            || matches!(
+                c.downcast_ref::<sqlx::Error>(),
+                Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            )
+    })
 }
 
 /// RFC 3834 and bounce detection on the outer headers.

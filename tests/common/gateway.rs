@@ -145,6 +145,24 @@ impl Gateway {
         }
     }
 
+    /// A second instance on the same database, mailbox and configuration (PostgreSQL: both
+    /// run, one holds the mailbox lease).
+    pub fn sharing_database(&self) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("teleavis-gw-")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("teleavis.log");
+        Gateway {
+            dir,
+            config: self.config.clone(),
+            db_url: self.db_url.clone(),
+            pg_database: None,
+            child: None,
+            log,
+        }
+    }
+
     pub fn bin() -> &'static str {
         env!("CARGO_BIN_EXE_teleavis")
     }

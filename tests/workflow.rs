@@ -875,6 +875,14 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         "{}",
         told.text()
     );
+    // The group that had it learns where it went.
+    let left = nth(&mail, &gw, INFECTIO, 3);
+    assert!(
+        left.subject().contains(&format!("[{tid}] Transfert")),
+        "{}",
+        left.subject()
+    );
+    assert!(left.text().contains("Pneumologie"), "{}", left.text());
     // Pneumo's expert may now answer; the infectio expert's rights went with the category.
     send_as(
         &mail,

@@ -597,6 +597,16 @@ async fn reply(
                 );
                 send(intake, tx, &tid, "notice", m, now).await?;
             }
+            // The group that had the thread learns where it went.
+            Action::MoveTo(_) if category_now.id != category.id => {
+                let m = intake.gateway_message(
+                    vec![category.group_address.clone()],
+                    thread::subject(&id, &category.name, notice_word(Notice::Transferred)),
+                    notices::notice(s, &id, Notice::Transferred, &author, category_now),
+                    Some(&tid),
+                );
+                send(intake, tx, &tid, "notice", m, now).await?;
+            }
             _ => {}
         }
     }

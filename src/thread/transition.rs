@@ -71,7 +71,8 @@ pub enum Refusal {
     /// The thread is closed: the caller points the sender to a new request.
     #[error("cette demande est close ({}) ; pour un nouvel avis, envoyez une nouvelle demande", .0.label_fr())]
     Closed(Status),
-    /// The sender may not post in this thread: quarantine, no reply.
+    /// The sender may not post in this thread: quarantined, never relayed (an authenticated
+    /// sender gets a short notice naming only the thread id they already had).
     #[error("l'expéditeur n'est ni le requérant ni un expert de la catégorie")]
     NotAuthorized,
     /// The sender may post but not do this.

@@ -358,3 +358,56 @@ fn a_message_that_meets_a_bug_is_quarantined_and_the_next_still_goes_through() {
     assert_eq!(gw.threads().len(), 2);
     assert!(gw.quarantine().is_empty());
 }
+
+#[test]
+fn uidvalidity_change_neither_loses_nor_repeats_a_message() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    // Committed, then a crash before the MOVE: the message is still in INBOX.
+    gw.start_with_env(&[("TELEAVIS_FAULT", "abort-after-commit")]);
+    send_request(&mail, &request("Demande d'avis"));
+    gw.wait_exit(T)
+        .unwrap_or_else(|| panic!("the fault did not fire:\n{}", gw.log()));
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 1);
+    // The server renumbers the mailbox meanwhile.
+    let conf = mail.dir().join("dovecot/dovecot.conf");
+    let out = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(&conf)
+        .args([
+            "mailbox",
+            "update",
+            "-u",
+            GATEWAY,
+            "--uid-validity",
+            "4242",
+            "INBOX",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "doveadm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.start();
+    assert!(
+        mail.wait_for_count(GATEWAY, "Traités", 1, T),
+        "{}",
+        gw.log()
+    );
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0);
+    assert_eq!(gw.threads().len(), 1, "not handled a second time");
+    let on_server = mail.fetch(GATEWAY, "Traités").remove(0);
+    let rows = rt().block_on(async {
+        let store = gw.store().await;
+        let mid = header_values(&on_server, "Message-ID").remove(0);
+        store.find_inbound_by_message_id(&mid).await.unwrap()
+    });
+    assert_eq!(rows.len(), 1, "stored once");
+    assert_ne!(
+        rows[0].uidvalidity, 4242,
+        "the row keeps where it was first read"
+    );
+    gw.stop();
+}

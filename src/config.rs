@@ -250,11 +250,19 @@ pub struct OutboxSettings {
     pub max_backoff_seconds: u64,
     #[serde(default = "default_outbox_poll")]
     pub poll_seconds: u64,
+    /// Messages sent at once (each worker claims its own rows).
+    #[serde(default = "default_outbox_workers")]
+    pub workers: u32,
+}
+
+fn default_outbox_workers() -> u32 {
+    2
 }
 
 impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
+            workers: default_outbox_workers(),
             max_lifetime_hours: default_max_lifetime(),
             min_backoff_seconds: default_min_backoff(),
             max_backoff_seconds: default_max_backoff(),
@@ -729,6 +737,9 @@ impl Settings {
                 "outbox.min_backoff_seconds",
                 "must be at least 1 and not above max_backoff_seconds".into(),
             );
+        }
+        if !(1..=32).contains(&o.workers) {
+            p("outbox.workers", "must be between 1 and 32".into());
         }
         if o.max_lifetime_hours == 0 {
             p("outbox.max_lifetime_hours", "must be at least 1".into());

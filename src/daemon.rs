@@ -53,7 +53,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let intake = Arc::new(Intake::new(settings.clone(), store.clone(), smime.clone()));
-    let worker = Worker::new(settings.clone(), store.clone(), smime.clone())?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(intake_loop(
@@ -62,7 +61,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         intake.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(worker.run(stop_rx.clone()));
+    for index in 0..settings.outbox.workers {
+        let worker = Worker::new(settings.clone(), store.clone(), smime.clone(), index)?;
+        tasks.spawn(worker.run(stop_rx.clone()));
+    }
     tasks.spawn(housekeeping(intake.clone(), stop_tx.subscribe()));
 
     notify(&[sd_notify::NotifyState::Ready]);

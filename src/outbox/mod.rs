@@ -75,10 +75,11 @@ impl Worker {
         settings: Arc<Settings>,
         store: Store,
         smime: Arc<SmimeEngine>,
+        index: u32,
     ) -> anyhow::Result<Worker> {
         let smtp = SmtpSender::new(&settings.smtp)?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let name = format!("{}:{}", host.trim(), std::process::id());
+        let name = format!("{}:{}:{index}", host.trim(), std::process::id());
         Ok(Worker {
             settings,
             store,
@@ -119,7 +120,8 @@ impl Worker {
             return Ok(None);
         };
         let outcome = self.deliver(&row, now).await;
-        self.record(&row, &outcome, now).await?;
+        // Stamped when the server answered, not when the row was claimed.
+        self.record(&row, &outcome, Utc::now()).await?;
         Ok(Some((row.id, outcome)))
     }
 

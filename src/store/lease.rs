@@ -7,7 +7,8 @@
 //! host that vanishes without closing the socket keeps the lock until the server notices the
 //! dead TCP peer: set `tcp_keepalives_idle`/`_interval`/`_count` on the server to bound that.
 //! The holder must check [`Lease::is_held`] before each batch and stop reading the mailbox when
-//! it returns false.
+//! it returns false. The lease needs a real session: point `database.url` at PostgreSQL itself
+//! or at a pooler in session mode, never at a transaction-mode pooler.
 //!
 //! SQLite: single instance by design; the lease is always granted and always held.
 

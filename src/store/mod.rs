@@ -108,7 +108,8 @@ impl Store {
     /// `postgres://user@host/db`). A SQLite file is created if missing (its folder must exist)
     /// and switched to WAL mode; every SQLite connection gets a busy timeout, foreign keys on and
     /// `synchronous = FULL` (a committed message survives a power cut). `sqlite::memory:` is one
-    /// database per connection, so it is given a single, never recycled connection.
+    /// database per connection, so it is given a single, never recycled connection (for tests
+    /// and one-shot tools: a read through the pool waits while a transaction is open).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;

@@ -432,8 +432,15 @@ pub fn read_secret(path: &Path) -> std::io::Result<String> {
 /// Every problem of a configuration file, found at once: first the raw values (types, enums,
 /// ports, inline secrets), then the typed settings (files, permissions, consistency).
 pub fn load_and_validate(path: &Path) -> Result<Settings, ConfigError> {
-    let mut problems = raw_problems(path);
+    let (mut problems, cleaned) = raw_problems(path);
     if !problems.is_empty() {
+        // The keys at fault are dropped (their defaults apply) so that the file-level checks
+        // still run: every problem is reported in one go.
+        if let Some(table) = cleaned
+            && let Ok(settings) = toml::Value::Table(table).try_into::<Settings>()
+        {
+            problems.extend(settings.problems(path));
+        }
         return Err(ConfigError { problems });
     }
     let settings = Settings::load(path)?;
@@ -466,7 +473,9 @@ const REQUIRED: &[&str] = &[
     "smime.trust_anchors",
 ];
 
-fn raw_problems(path: &Path) -> Vec<Problem> {
+/// Problems visible on the raw values, and the table without the keys at fault (`None` when
+/// the file cannot be read at all).
+fn raw_problems(path: &Path) -> (Vec<Problem>, Option<toml::Table>) {
     let problem = |key: &str, message: String| Problem {
         file: path.to_path_buf(),
         key: key.into(),
@@ -474,11 +483,16 @@ fn raw_problems(path: &Path) -> Vec<Problem> {
     };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return vec![problem("-", format!("cannot read the file: {e}"))],
+        Err(e) => {
+            return (
+                vec![problem("-", format!("cannot read the file: {e}"))],
+                None,
+            );
+        }
     };
     let mut value: toml::Table = match text.parse() {
         Ok(v) => v,
-        Err(e) => return vec![problem("-", format!("not valid TOML: {e}"))],
+        Err(e) => return (vec![problem("-", format!("not valid TOML: {e}"))], None),
     };
     apply_env_overrides(&mut value);
     let mut out = Vec::new();
@@ -524,7 +538,15 @@ fn raw_problems(path: &Path) -> Vec<Problem> {
             }
         }
     }
-    out
+    let mut cleaned = value.clone();
+    for p in &out {
+        if let Some((section, name)) = p.key.split_once('.')
+            && let Some(t) = cleaned.get_mut(section).and_then(|v| v.as_table_mut())
+        {
+            t.remove(name);
+        }
+    }
+    (out, Some(cleaned))
 }
 
 /// Mirrors what the `config` crate does with `TELEAVIS__SECTION__KEY`, so raw checks see the

@@ -101,4 +101,35 @@ fn idle_thread_is_closed_with_a_compte_rendu() {
         "{kinds:?}"
     );
     gw.stop();
+
+    // Retention: the closed thread and its raw mail go, the audit trail stays and still verifies.
+    let out = gw.cli(&["purge", "--older-than", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("purged 1 threads"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(gw.threads().is_empty());
+    let audit = gw.cli(&["audit", "verify"]);
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let raw_left = rt.block_on(async {
+        let store = gw.store().await;
+        let mut total = 0;
+        for id in 1..=10 {
+            if let Some(row) = store.get_inbound(id).await.unwrap() {
+                total += row.raw.len();
+            }
+        }
+        total
+    });
+    assert_eq!(raw_left, 0, "raw mail of the purged thread wiped");
 }

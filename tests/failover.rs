@@ -35,8 +35,11 @@ fn second_instance_takes_over_the_mailbox_when_the_first_dies() {
     let mail = MailSystem::start();
     let mut a = Gateway::new(&mail, Db::Postgres);
     let mut b = a.sharing_database();
-    a.start();
-    b.start();
+    // Short SMTP time limits, so that the rows the dead instance had claimed are taken over
+    // quickly (claims last 3 × smtp.timeout_seconds + 15 s).
+    let env = [("TELEAVIS__SMTP__TIMEOUT_SECONDS", "5")];
+    a.start_with_env(&env);
+    b.start_with_env(&env);
     let gp = user_email("gp");
     for n in 0..3 {
         mail.send_raw(&gp, &["teleexpertise+infectio@hopital.test"], &request(n));
@@ -70,9 +73,14 @@ fn second_instance_takes_over_the_mailbox_when_the_first_dies() {
     );
     assert!(other.log().contains("mailbox lease acquired"));
     assert_eq!(other.threads().len(), 5, "no duplicate, no loss");
-    // Every acknowledgement and forward exactly once.
-    assert!(mail.wait_for_count(&gp, "INBOX", 5, T), "{}", other.log());
-    assert!(mail.wait_for_count(INFECTIO, "INBOX", 5, T));
+    // Every acknowledgement and forward exactly once, those the dead instance had claimed too.
+    let takeover = Duration::from_secs(90);
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 5, takeover),
+        "{}",
+        other.log()
+    );
+    assert!(mail.wait_for_count(INFECTIO, "INBOX", 5, takeover));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(mail.count(&gp, "INBOX"), 5);
     assert_eq!(mail.count(INFECTIO, "INBOX"), 5);

@@ -115,7 +115,9 @@ impl Worker {
 
     /// Claims and handles one due row; `None` when nothing is due.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<Option<(i64, Outcome)>> {
-        let lease = Duration::from_secs(self.settings.smtp.timeout_seconds * 3 + 60);
+        // A whole SMTP session ends within 3 × timeout (mail/smtp.rs); past this lease a row
+        // claimed by a worker that died is taken over by another.
+        let lease = Duration::from_secs(self.settings.smtp.timeout_seconds * 3 + 15);
         let Some(row) = self.store.claim_due(now, &self.name, lease).await? else {
             return Ok(None);
         };

@@ -597,12 +597,11 @@ async fn reply(
                 );
                 send(intake, tx, &tid, "notice", m, now).await?;
             }
-            // The group that had the thread learns where it went.
-            Action::MoveTo(_) if category_now.id != category.id => {
+            Action::NotifyPreviousGroup(n) if category_now.id != category.id => {
                 let m = intake.gateway_message(
                     vec![category.group_address.clone()],
-                    thread::subject(&id, &category.name, notice_word(Notice::Transferred)),
-                    notices::notice(s, &id, Notice::Transferred, &author, category_now),
+                    thread::subject(&id, &category.name, notice_word(*n)),
+                    notices::notice(s, &id, *n, &author, category_now),
                     Some(&tid),
                 );
                 send(intake, tx, &tid, "notice", m, now).await?;
@@ -633,6 +632,19 @@ fn author_line(msg: &Authenticated, from: &EmailAddress) -> String {
         Some(r) => format!("{name} (RPPS {r})"),
         None => name,
     }
+}
+
+/// The request form stored with a thread. A parse error is reported by position only: serde's
+/// message could quote the patient data it choked on, and errors reach logs and admin alerts.
+fn stored_form(thread: &ThreadRow) -> anyhow::Result<RequestForm> {
+    serde_json::from_str(&thread.form_json).map_err(|e| {
+        anyhow::anyhow!(
+            "thread {}: stored request form unreadable (line {}, column {})",
+            thread.id,
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// The GP's own request Message-ID, so replies thread under it in their client.
@@ -666,7 +678,7 @@ async fn forward_again(
     {
         attachments = read_content(&auth.content).attachments;
     }
-    let request: RequestForm = serde_json::from_str(&thread.form_json)?;
+    let request = stored_form(thread)?;
     let original = request_msg
         .and_then(|m| m.message.body_text.clone())
         .unwrap_or_default();
@@ -797,7 +809,7 @@ pub fn report_data_from(
         .timezone
         .parse()
         .unwrap_or(chrono_tz::Europe::Paris);
-    let request: RequestForm = serde_json::from_str(&thread.form_json)?;
+    let request = stored_form(thread)?;
     let category_name = settings
         .category(&thread.category)
         .map(|c| c.name.clone())
@@ -1046,4 +1058,40 @@ pub async fn close_idle_since(
         info!(thread = %thread.id, "closed for inactivity");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_stored_form_is_reported_without_its_content() {
+        let now = Utc::now();
+        let thread = ThreadRow {
+            id: "TE-2026-000042".into(),
+            status: "nouvelle".into(),
+            category: "infectio".into(),
+            requester: "dr.martin@cabinet.test".into(),
+            requester_name: None,
+            requester_rpps: None,
+            taken_by: None,
+            // serde's own message would quote the bad value: "unknown variant `DUPONT`…".
+            form_json: r#"{"patient":{"birth_name":"x","sex":"DUPONT"}}"#.into(),
+            previous_thread: None,
+            created_at: now,
+            updated_at: now,
+            closed_at: None,
+        };
+        let raw = serde_json::from_str::<RequestForm>(&thread.form_json).unwrap_err();
+        assert!(
+            raw.to_string().contains("DUPONT"),
+            "the case must be one serde would leak"
+        );
+        let err = stored_form(&thread).unwrap_err().to_string();
+        assert!(err.contains("TE-2026-000042"), "{err}");
+        assert!(
+            !err.contains("DUPONT") && !err.contains("birth_name"),
+            "{err}"
+        );
+    }
 }

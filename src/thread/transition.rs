@@ -44,6 +44,8 @@ pub enum Action {
     SendReport,
     NotifyRequester(Notice),
     NotifyGroup(Notice),
+    /// Tell the group the thread had before a `MoveTo`.
+    NotifyPreviousGroup(Notice),
 }
 
 /// The short automatic notices a transition calls for.
@@ -100,7 +102,7 @@ const WRONG_SIDE: &str = "message attribué au mauvais interlocuteur";
 /// | RequesterMessage | Requester | unchanged | RelayToGroup |
 /// | #prendre | Group, Expert | en_cours | Take, RelayToRequester, NotifyGroup(Taken) |
 /// | #clore | Group, Expert | terminee | SendReport |
-/// | #transferer c | Group, Expert | nouvelle | MoveTo(c), ForwardRequest, RelayToGroup, NotifyRequester(Transferred) |
+/// | #transferer c | Group, Expert | nouvelle | MoveTo(c), ForwardRequest, RelayToGroup, NotifyRequester(Transferred), NotifyPreviousGroup(Transferred) |
 /// | #annuler | Requester | annulee | RelayToGroup, NotifyGroup(Cancelled), NotifyRequester(Cancelled) |
 /// | AutoClose | (daemon) | terminee | SendReport, NotifyRequester(AutoClosed) |
 ///
@@ -160,6 +162,7 @@ pub fn apply(
                     ForwardRequest,
                     RelayToGroup,
                     NotifyRequester(Notice::Transferred),
+                    NotifyPreviousGroup(Notice::Transferred),
                 ],
             )
         }
@@ -293,7 +296,8 @@ mod tests {
                             MoveTo("pneumo-bel-air".into()),
                             ForwardRequest,
                             RelayToGroup,
-                            NotifyRequester(Notice::Transferred)
+                            NotifyRequester(Notice::Transferred),
+                            NotifyPreviousGroup(Notice::Transferred)
                         ]
                     )
                 );

@@ -158,17 +158,27 @@ macro_rules! outbox_cols {
 
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = (",
-    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 ",
-    "AND (claimed_until IS NULL OR claimed_until <= $3) ",
-    "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+    "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3 ",
+    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3) ",
+    // Mail about one thread reaches each recipient in the order it was queued (the forward
+    // before the expert's note, the answer before the compte-rendu), whatever the number of
+    // workers; a recipient whose server is down delays no one else.
+    "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.thread_id = o.thread_id ",
+    "AND e.recipients = o.recipients AND e.id < o.id AND e.status = 'pending') ",
+    "ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
     outbox_cols!()
 );
 
 const CLAIM_SQLITE: &str = concat!(
     "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = (",
-    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 ",
-    "AND (claimed_until IS NULL OR claimed_until <= $3) ",
-    "ORDER BY next_attempt_at, id LIMIT 1) RETURNING ",
+    "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3 ",
+    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3) ",
+    // Mail about one thread reaches each recipient in the order it was queued (the forward
+    // before the expert's note, the answer before the compte-rendu), whatever the number of
+    // workers; a recipient whose server is down delays no one else.
+    "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.thread_id = o.thread_id ",
+    "AND e.recipients = o.recipients AND e.id < o.id AND e.status = 'pending') ",
+    "ORDER BY o.next_attempt_at, o.id LIMIT 1) RETURNING ",
     outbox_cols!()
 );
 
@@ -500,19 +510,15 @@ mod tests {
     }
 
     async fn enqueue_one(store: &Store, at: DateTime<Utc>) -> Enqueued {
+        enqueue_for(store, at, Some("TE-2026-000001")).await
+    }
+
+    async fn enqueue_for(store: &Store, at: DateTime<Utc>, thread: Option<&str>) -> Enqueued {
         let mut tx = store.begin().await.unwrap();
         let q = store
-            .enqueue(
-                &mut tx,
-                &new_out(Some("TE-2026-000001")),
-                "chr.mssante.fr",
-                at,
-                |mid| {
-                    Ok::<_, std::io::Error>(
-                        format!("Message-ID: {mid}\r\n\r\nhello\r\n").into_bytes(),
-                    )
-                },
-            )
+            .enqueue(&mut tx, &new_out(thread), "chr.mssante.fr", at, |mid| {
+                Ok::<_, std::io::Error>(format!("Message-ID: {mid}\r\n\r\nhello\r\n").into_bytes())
+            })
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -602,7 +608,13 @@ mod tests {
             let t0 = now();
             let lease = Duration::from_secs(60);
             let a = enqueue_one(&store, t0).await;
-            let b = enqueue_one(&store, t0 + chrono::Duration::seconds(1)).await;
+            // Another thread: rows of one thread are claimed one after the other.
+            let b = enqueue_for(
+                &store,
+                t0 + chrono::Duration::seconds(1),
+                Some("TE-2026-000002"),
+            )
+            .await;
 
             // Not due yet before its time.
             let early = t0 - chrono::Duration::seconds(1);
@@ -699,13 +711,40 @@ mod tests {
         .await;
     }
 
+    #[tokio::test]
+    async fn mail_of_one_thread_is_claimed_in_queue_order() {
+        both("outbox_thread_order", |store| async move {
+            let t0 = now();
+            let first = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
+            let second = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
+            let other = enqueue_for(&store, t0, Some("TE-2026-000002")).await;
+            let t = t0 + chrono::Duration::seconds(1);
+            let lease = Duration::from_secs(300);
+            let a = store.claim_due(t, "w0", lease).await.unwrap().unwrap();
+            assert_eq!(a.id, first.id);
+            // While the first is in flight, another worker may take the other thread's mail
+            // but not the second message of the first thread to the same recipient.
+            let b = store.claim_due(t, "w1", lease).await.unwrap().unwrap();
+            assert_eq!(b.id, other.id);
+            assert!(store.claim_due(t, "w1", lease).await.unwrap().is_none());
+            let mut tx = store.begin().await.unwrap();
+            assert!(store.mark_sent(&mut tx, first.id, t).await.unwrap());
+            tx.commit().await.unwrap();
+            let c = store.claim_due(t, "w1", lease).await.unwrap().unwrap();
+            assert_eq!(c.id, second.id);
+        })
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claimers_never_share_a_row() {
         both("outbox_concurrent_claims", |store| async move {
             let t0 = now();
             let mut ids = HashSet::new();
-            for _ in 0..20 {
-                ids.insert(enqueue_one(&store, t0).await.id);
+            // One thread each: mail of one thread is claimed in order (see below).
+            for n in 0..20 {
+                let thread = format!("TE-2026-{n:06}");
+                ids.insert(enqueue_for(&store, t0, Some(&thread)).await.id);
             }
             let t = t0 + chrono::Duration::seconds(1);
             let mut tasks = Vec::new();

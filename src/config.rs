@@ -339,25 +339,8 @@ pub struct CategorySettings {
     pub fields: Vec<FieldSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldSettings {
-    pub key: String,
-    pub label: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    #[serde(default)]
-    pub required: bool,
-    #[serde(default = "default_kind")]
-    pub kind: String,
-    /// Allowed values when `kind = "choice"`.
-    #[serde(default)]
-    pub choices: Vec<String>,
-}
-
-fn default_kind() -> String {
-    "text".into()
-}
+/// A category's own form field as configured; the `form` module compiles it into its template.
+pub use crate::form::FieldSettings;
 
 /// Where a configuration problem is: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -810,6 +793,19 @@ impl Settings {
         }
         if self.categories.is_empty() {
             p("category", "at least one [[category]] is needed".into());
+        }
+        // The same compilation the daemon does at start: a form template it would reject
+        // (duplicate keys or labels…) fails here.
+        for problem in crate::catalogue::Catalogue::compile(self).1 {
+            let prefix = format!("{}[", problem.key);
+            // A field already reported above (its kind, its choices) is not reported twice.
+            if !out.iter().any(|q| q.key.starts_with(&prefix)) {
+                out.push(Problem {
+                    file: file.to_path_buf(),
+                    key: problem.key,
+                    message: problem.message,
+                });
+            }
         }
         out
     }

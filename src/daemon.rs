@@ -259,7 +259,7 @@ async fn session(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if fault_injected("abort-after-commit") {
+            if crate::faults::injected("abort-after-commit") {
                 // The reliability tests crash the daemon exactly between COMMIT and MOVE.
                 tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");
                 std::process::abort();
@@ -311,9 +311,4 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// Fault injection for the reliability tests (`TELEAVIS_FAULT=<point>`); never set in service.
-fn fault_injected(point: &str) -> bool {
-    std::env::var("TELEAVIS_FAULT").is_ok_and(|v| v == point)
 }

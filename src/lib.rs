@@ -4,9 +4,11 @@
 //! over one incoming message; `mail`, `smime`, `store` and `outbox` are the edges.
 
 pub mod address;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod faults;
 pub mod form;
 pub mod intake;
 pub mod mail;

@@ -152,10 +152,14 @@ pub async fn report(
         .map_err(|e| UsageError(e.to_string()))?
         .to_string();
     let store = open_store(settings).await?;
-    if store.get_thread(&id).await?.is_none() {
+    let tid = crate::thread::ThreadId::parse(&id).map_err(|e| UsageError(e.to_string()))?;
+    let Some(thread) = store.thread(&tid).await? else {
         return Err(UsageError(format!("no thread {id}")).into());
-    }
-    let data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
+    };
+    let messages = store.thread_messages(&id).await?;
+    let (catalogue, _) = crate::catalogue::Catalogue::compile(settings);
+    let network = &settings.gateway.network;
+    let data = crate::report::assemble(network, &catalogue, &thread, &messages, Utc::now());
     match format {
         Format::Text => {
             let text = crate::report::render_text(&data);

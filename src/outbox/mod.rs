@@ -62,6 +62,48 @@ pub async fn enqueue(
     Ok((built.id, built.message_id))
 }
 
+/// A message from the gateway, automatic (RFC 3834), with the thread headers (token
+/// `Reply-To`, `X-Teleavis-Thread`) when it is about one.
+pub fn gateway_message(
+    settings: &Settings,
+    to: Vec<EmailAddress>,
+    subject: String,
+    text: String,
+    thread: Option<&str>,
+) -> Outgoing {
+    let g = &settings.gateway;
+    Outgoing {
+        from_name: g.display_name.clone(),
+        from: g.address.clone(),
+        to,
+        reply_to: thread.map(|t| g.address.with_tag(&t.to_lowercase())),
+        subject,
+        thread: thread.map(str::to_string),
+        in_reply_to: None,
+        references: vec![],
+        automatic: true,
+        text,
+        attachments: vec![],
+    }
+}
+
+/// The one alert to the administrator (`[teleavis] <what>`): quarantine, bounce, held or
+/// failed mail. Ids and reasons only, never a body.
+pub fn admin_alert(
+    settings: &Settings,
+    what: &str,
+    text: String,
+    thread: Option<&str>,
+) -> Outgoing {
+    gateway_message(
+        settings,
+        vec![settings.gateway.admin_address.clone()],
+        format!("[teleavis] {what}"),
+        text,
+        thread,
+    )
+}
+
 pub struct Worker {
     settings: Arc<Settings>,
     store: Store,
@@ -250,7 +292,6 @@ impl Worker {
         if row.kind == "admin_alert" {
             return Ok(());
         }
-        let g = &self.settings.gateway;
         let text = format!(
             "Un message de la passerelle est {what}.\n\n\
              Message-ID : {}\nType : {}\nFil : {}\nDestinataires : {}\nCréé le : {}\nTentatives : {}\nMotif : {reason}\n\n\
@@ -263,19 +304,8 @@ impl Worker {
             row.attempts,
             row.id,
         );
-        let alert = Outgoing {
-            from_name: g.display_name.clone(),
-            from: g.address.clone(),
-            to: vec![g.admin_address.clone()],
-            reply_to: None,
-            subject: format!("[teleavis] Message {what}"),
-            thread: row.thread_id.clone(),
-            in_reply_to: None,
-            references: vec![],
-            automatic: true,
-            text,
-            attachments: vec![],
-        };
+        let subject = format!("Message {what}");
+        let alert = admin_alert(&self.settings, &subject, text, row.thread_id.as_deref());
         enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now).await?;
         Ok(())
     }

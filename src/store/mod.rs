@@ -13,6 +13,7 @@
 //! the pool.
 
 mod audit;
+mod domain;
 mod error;
 mod inbound;
 mod lease;
@@ -36,6 +37,7 @@ use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
+pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
 pub use lease::Lease;

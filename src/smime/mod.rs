@@ -45,13 +45,24 @@ pub struct SignerIdentity {
 
 /// An incoming message whose author is established. Only `content` and `signer` are
 /// authenticated: the outer headers (Subject, To, Date…) are not covered by S/MIME signatures.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// The innermost MIME entity: its own headers (Content-Type…) and body, CRLF.
     pub content: Vec<u8>,
     pub signer: SignerIdentity,
     /// Some layer was encrypted to one of the gateway keys.
     pub encrypted: bool,
+}
+
+impl std::fmt::Debug for Authenticated {
+    /// The content is patient data: only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("signer", &self.signer)
+            .field("encrypted", &self.encrypted)
+            .field("content_size", &self.content.len())
+            .finish()
+    }
 }
 
 /// The gateway's S/MIME keys, trust anchors and CRLs. Shared by the intake and the outbox.

@@ -30,7 +30,7 @@ pub mod outcome {
 }
 
 /// A message just fetched, to store as received.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewInbound {
     /// When it was fetched.
     pub received_at: DateTime<Utc>,
@@ -90,7 +90,7 @@ pub struct InboundMeta {
 }
 
 /// A whole inbound row, raw bytes included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InboundRow {
     /// All other columns.
     pub meta: InboundMeta,

@@ -19,6 +19,7 @@ mod inbound;
 mod lease;
 mod outbox;
 mod recipients;
+mod redact;
 mod stats;
 mod threads;
 

@@ -17,7 +17,7 @@ use super::{
 };
 
 /// A thread row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ThreadRow {
     /// `TE-2026-000042`.
     pub id: String,
@@ -63,7 +63,7 @@ pub struct ThreadUpdate<'a> {
 }
 
 /// A message of a thread, in or out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewThreadMessage {
     /// Thread id.
     pub thread_id: String,

@@ -129,7 +129,7 @@ impl Desk {
                     .expect("outbox message");
                 Sent {
                     id: r.id,
-                    kind: r.kind.clone(),
+                    kind: r.kind.to_string(),
                     to: r.recipients.clone(),
                     subject: m.subject().unwrap_or_default().to_string(),
                     text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
@@ -166,7 +166,7 @@ impl Desk {
             .await
             .unwrap()
             .into_iter()
-            .map(|m| (m.message.direction, m.message.kind))
+            .map(|m| (m.message.direction.to_string(), m.message.kind.to_string()))
             .collect()
     }
 }

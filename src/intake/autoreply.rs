@@ -6,6 +6,7 @@ use tracing::warn;
 use super::Intake;
 use super::stage::MessageCtx;
 use crate::address::EmailAddress;
+use crate::store::OutboxKind;
 
 /// Queues an automatic reply to `to` about the message in hand, subject `[TE-…] <word>` or
 /// `Téléexpertise — <word>`. Returns whether it was queued (the rate limit may suppress it).
@@ -34,6 +35,14 @@ pub async fn auto_reply(
         m.references = vec![mid.clone()];
     }
     intake.store.record_auto_reply(cx.tx, to, cx.now).await?;
-    crate::outbox::enqueue(&intake.store, cx.tx, &intake.settings, "notice", &m, cx.now).await?;
+    crate::outbox::enqueue(
+        &intake.store,
+        cx.tx,
+        &intake.settings,
+        OutboxKind::Notice,
+        &m,
+        cx.now,
+    )
+    .await?;
     Ok(true)
 }

@@ -10,7 +10,7 @@ use super::{Envelope, Intake, notices};
 use crate::catalogue::Category;
 use crate::mail::compose::{Attachment, Outgoing};
 use crate::outbox;
-use crate::store::{AttachmentMeta, NewThreadMessage, Tx};
+use crate::store::{AttachmentMeta, Direction, MessageKind, NewThreadMessage, OutboxKind, Tx};
 use crate::thread::{self, Action, Notice, Role, Thread, ThreadId};
 
 /// What the actions apply to: the thread after its transition and what caused them.
@@ -75,7 +75,7 @@ pub async fn run(
                 let mut m = mail(t.requester.clone(), "Accusé de réception", text);
                 m.in_reply_to = x.envelope.message_id.clone();
                 m.references = x.envelope.message_id.iter().cloned().collect();
-                ("ack", m)
+                (OutboxKind::Ack, m)
             }
             (Action::Forward, Some(x)) => {
                 let text =
@@ -83,7 +83,7 @@ pub async fn run(
                 let mut m = mail(c.group_address.clone(), "Nouvelle demande", text);
                 m.automatic = false;
                 m.attachments = x.msg.content.attachments.clone();
-                ("forward", m)
+                (OutboxKind::Forward, m)
             }
             (Action::RelayToRequester, Some(x)) if x.has_text_or_files() => {
                 let text = notices::relay_to_requester(s, &t.id, &author, x.text);
@@ -91,7 +91,7 @@ pub async fn run(
                 m.automatic = false;
                 m.attachments = x.msg.content.attachments.clone();
                 m.in_reply_to = first_request_id(intake, &tid).await?;
-                ("answer", m)
+                (OutboxKind::Answer, m)
             }
             (Action::RelayToGroup, Some(x)) if x.has_text_or_files() => {
                 let word = match x.role {
@@ -102,23 +102,27 @@ pub async fn run(
                 let mut m = mail(c.group_address.clone(), word, text);
                 m.automatic = false;
                 m.attachments = x.msg.content.attachments.clone();
-                ("follow_up", m)
+                (OutboxKind::FollowUp, m)
             }
-            (Action::ForwardRequest, _) => {
-                ("forward", forward_again(intake, t, c, &author, now).await?)
-            }
+            (Action::ForwardRequest, _) => (
+                OutboxKind::Forward,
+                forward_again(intake, t, c, &author, now).await?,
+            ),
             (Action::SendReport, _) => {
                 send_report(intake, tx, t, c, now).await?;
                 continue;
             }
             (Action::NotifyRequester(n), _) => {
                 let text = notices::notice(s, &t.id, *n, &author, c);
-                ("notice", mail(t.requester.clone(), notice_word(*n), text))
+                (
+                    OutboxKind::Notice,
+                    mail(t.requester.clone(), notice_word(*n), text),
+                )
             }
             (Action::NotifyGroup(n), _) => {
                 let text = notices::notice(s, &t.id, *n, &author, c);
                 (
-                    "notice",
+                    OutboxKind::Notice,
                     mail(c.group_address.clone(), notice_word(*n), text),
                 )
             }
@@ -128,7 +132,7 @@ pub async fn run(
                 let subject = thread::subject(&t.id, &p.name, notice_word(*n));
                 let to = vec![p.group_address.clone()];
                 (
-                    "notice",
+                    OutboxKind::Notice,
                     outbox::gateway_message(s, to, subject, text, Some(&tid)),
                 )
             }
@@ -155,7 +159,7 @@ pub async fn send(
     intake: &Intake,
     tx: &mut Tx,
     tid: &str,
-    kind: &str,
+    kind: OutboxKind,
     m: Outgoing,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
@@ -163,8 +167,8 @@ pub async fn send(
         outbox::enqueue(&intake.store, tx, &intake.settings, kind, &m, now).await?;
     let message = NewThreadMessage {
         thread_id: tid.to_string(),
-        direction: "out".into(),
-        kind: kind.into(),
+        direction: Direction::Out,
+        kind: kind.message_kind(),
         from_addr: m.from.to_string(),
         to_addrs: m.to.iter().map(|a| a.to_string()).collect(),
         at: now,
@@ -185,7 +189,7 @@ pub async fn record_in(
     intake: &Intake,
     cx: &mut super::stage::MessageCtx<'_>,
     tid: &str,
-    kind: &str,
+    kind: MessageKind,
     msg: &Message,
     text: &str,
     attachments: &[Attachment],
@@ -193,8 +197,8 @@ pub async fn record_in(
     let signer = msg.signer();
     let message = NewThreadMessage {
         thread_id: tid.to_string(),
-        direction: "in".into(),
-        kind: kind.into(),
+        direction: Direction::In,
+        kind,
         from_addr: signer.email.to_string(),
         to_addrs: cx
             .envelope
@@ -230,7 +234,7 @@ async fn first_request_id(intake: &Intake, tid: &str) -> anyhow::Result<Option<S
         .thread_messages(tid)
         .await?
         .into_iter()
-        .find(|m| m.message.kind == "request")
+        .find(|m| m.message.kind == MessageKind::Request)
         .and_then(|m| m.message.message_id))
 }
 
@@ -245,7 +249,9 @@ async fn forward_again(
 ) -> anyhow::Result<Outgoing> {
     let tid = t.id.to_string();
     let messages = intake.store.thread_messages(&tid).await?;
-    let request_msg = messages.iter().find(|m| m.message.kind == "request");
+    let request_msg = messages
+        .iter()
+        .find(|m| m.message.kind == MessageKind::Request);
     let mut attachments = vec![];
     if let Some(inbound) = request_msg.and_then(|m| m.message.inbound_id)
         && let Some(row) = intake.store.get_inbound(inbound).await?
@@ -288,7 +294,7 @@ async fn send_report(
     let pdf = crate::report::render_pdf(&data)?;
     for to in [t.requester.clone(), c.group_address.clone()] {
         let m = report_message(intake, t, c, to, &text, &pdf);
-        send(intake, tx, &tid, "report", m, now).await?;
+        send(intake, tx, &tid, OutboxKind::Report, m, now).await?;
     }
     let detail = serde_json::json!({"status": data.status});
     intake

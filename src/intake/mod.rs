@@ -35,7 +35,7 @@ pub use screen::is_automatic;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::smime::SmimeEngine;
-use crate::store::{InboundOutcome, NewInbound, Store, Tx, outcome};
+use crate::store::{InboundOutcome, InboundStatus, NewInbound, OutboxKind, Store, Tx};
 use classify::Class;
 use stage::{MessageCtx, Stage, Stop};
 
@@ -312,13 +312,17 @@ impl Intake {
             .and_then(|e| e.from.as_ref())
             .map(|a| a.to_string());
         let subject = format!("inbound:{inbound_id}");
-        let (row, action, detail, outcome) = match &decision {
+        let destination = match decision {
+            Decision::Quarantined { .. } => self.settings.imap.quarantine_mailbox.clone(),
+            _ => self.processed_folder(),
+        };
+        let same;
+        let (mut row, action, detail, outcome) = match &decision {
             Decision::Processed { thread } => {
                 info!(?thread, "processed");
                 let row = InboundOutcome {
-                    outcome: outcome::PROCESSED,
                     thread_id: thread.as_deref(),
-                    ..Default::default()
+                    ..InboundOutcome::new(InboundStatus::Processed)
                 };
                 let detail = serde_json::json!({"thread": thread, "from": from});
                 let thread = thread.clone();
@@ -332,10 +336,9 @@ impl Intake {
             Decision::Quarantined { reason, detail } => {
                 warn!(reason = reason.code(), %detail, "quarantined");
                 let row = InboundOutcome {
-                    outcome: outcome::QUARANTINED,
                     reason: Some(reason.code()),
                     detail: Some(detail),
-                    ..Default::default()
+                    ..InboundOutcome::new(InboundStatus::Quarantined)
                 };
                 let audit = serde_json::json!({"reason": reason.code(), "from": from});
                 let reason = *reason;
@@ -347,11 +350,11 @@ impl Intake {
                 )
             }
             Decision::Duplicate { of, thread } => {
+                same = format!("same Message-ID as inbound {of}");
                 let row = InboundOutcome {
-                    outcome: outcome::DUPLICATE,
-                    detail: None,
+                    detail: Some(&same),
                     thread_id: thread.as_deref(),
-                    ..Default::default()
+                    ..InboundOutcome::new(InboundStatus::Duplicate)
                 };
                 let of = *of;
                 (
@@ -362,19 +365,7 @@ impl Intake {
                 )
             }
         };
-        let destination = match decision {
-            Decision::Quarantined { .. } => self.settings.imap.quarantine_mailbox.clone(),
-            _ => self.processed_folder(),
-        };
-        let same = match &decision {
-            Decision::Duplicate { of, .. } => Some(format!("same Message-ID as inbound {of}")),
-            _ => None,
-        };
-        let row = InboundOutcome {
-            destination: Some(&destination),
-            detail: row.detail.or(same.as_deref()),
-            ..row
-        };
+        row.destination = Some(&destination);
         self.store.set_inbound_outcome(tx, inbound_id, &row).await?;
         self.store
             .append_audit(tx, "intake", action, &subject, &detail, now)
@@ -386,8 +377,15 @@ impl Intake {
             let text = notices::admin_quarantine(inbound_id, *reason, detail, envelope);
             let what = format!("Quarantaine : {}", reason.code());
             let alert = crate::outbox::admin_alert(&self.settings, &what, text, None);
-            crate::outbox::enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now)
-                .await?;
+            crate::outbox::enqueue(
+                &self.store,
+                tx,
+                &self.settings,
+                OutboxKind::AdminAlert,
+                &alert,
+                now,
+            )
+            .await?;
         }
         Ok(Handled {
             inbound_id,

@@ -8,6 +8,7 @@ use super::classify::InThread;
 use super::effects::{self, Applied, Cause};
 use super::stage::{Message, MessageCtx, Stage, quarantine};
 use super::{Decision, Intake, Reason, notices};
+use crate::store::MessageKind;
 use crate::thread::{self, Categories, Command, Refusal, Role};
 
 pub async fn apply(
@@ -29,10 +30,10 @@ pub async fn apply(
     };
     let kind = match (&it.command, it.role) {
         // The final answer of `#clore` is an answer (stats count the first answer's time).
-        (Some(Command::Clore), _) if !it.text.trim().is_empty() => "answer",
-        (Some(_), _) => "command",
-        (None, Role::Requester) => "follow_up",
-        (None, _) => "answer",
+        (Some(Command::Clore), _) if !it.text.trim().is_empty() => MessageKind::Answer,
+        (Some(_), _) => MessageKind::Command,
+        (None, Role::Requester) => MessageKind::FollowUp,
+        (None, _) => MessageKind::Answer,
     };
     let atts = &msg.content.attachments;
     effects::record_in(intake, cx, &tid, kind, msg, &it.text, atts).await?;
@@ -64,7 +65,7 @@ pub async fn apply(
         }),
     };
     effects::run(intake, cx.tx, cx.now, &applied, &outcome.actions).await?;
-    info!(kind, to_status = after.status.as_str(), "thread updated");
+    info!(%kind, to_status = after.status.as_str(), "thread updated");
     Ok(Decision::Processed { thread: Some(tid) })
 }
 
@@ -92,7 +93,7 @@ async fn refuse(
         Refusal::Closed(status) => {
             let text = notices::closed(s, id, status, it.category);
             auto_reply(intake, cx, from, "Demande close", text, Some(&tid)).await?;
-            effects::record_in(intake, cx, &tid, "notice", msg, &it.text, &[]).await?;
+            effects::record_in(intake, cx, &tid, MessageKind::Notice, msg, &it.text, &[]).await?;
             Ok(Decision::Processed { thread: Some(tid) })
         }
         refusal => {

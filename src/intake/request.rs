@@ -10,6 +10,7 @@ use super::stage::{Message, MessageCtx, Stage};
 use super::{Decision, Intake, notices};
 use crate::catalogue::Category;
 use crate::form;
+use crate::store::MessageKind;
 use crate::thread::{self, Role, Thread, ThreadId};
 
 /// The list of categories and their blank forms, with why when the request named none.
@@ -75,7 +76,16 @@ pub async fn open(
     tracing::Span::current().record("thread", tid.as_str());
     intake.store.open_thread(cx.tx, &t).await?;
     let c = &msg.content;
-    effects::record_in(intake, cx, &tid, "request", msg, &c.text, &c.attachments).await?;
+    effects::record_in(
+        intake,
+        cx,
+        &tid,
+        MessageKind::Request,
+        msg,
+        &c.text,
+        &c.attachments,
+    )
+    .await?;
     let previous = t.previous.as_ref().map(ThreadId::to_string);
     let detail = serde_json::json!({"category": category.id, "inbound_id": cx.inbound_id, "previous": previous});
     intake

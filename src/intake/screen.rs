@@ -7,7 +7,7 @@ use super::stage::{MessageCtx, Stage, decided, quarantine};
 use super::{Decision, Envelope, Intake, Reason, bounce};
 use crate::address::EmailAddress;
 use crate::outbox;
-use crate::store::{Tx, outcome};
+use crate::store::{InboundStatus, OutboxKind, Tx};
 
 /// Same Message-ID, other bytes: the same mail delivered twice (two recipients, a resend).
 pub async fn same_message_id(
@@ -23,7 +23,7 @@ pub async fn same_message_id(
     // not silence the genuine one.
     match earlier
         .into_iter()
-        .find(|p| p.id != inbound_id && p.outcome == outcome::PROCESSED)
+        .find(|p| p.id != inbound_id && p.outcome == InboundStatus::Processed)
     {
         Some(prev) => {
             info!(of = prev.id, "duplicate Message-ID");
@@ -93,7 +93,8 @@ async fn record_bounce(
             continue;
         };
         let reason = format!("bounced (inbound {inbound_id}): {}", b.diagnostic);
-        if !intake.store.mark_bounced(tx, row.id, now, &reason).await? || row.kind == "admin_alert"
+        if !intake.store.mark_bounced(tx, row.id, now, &reason).await?
+            || row.kind == OutboxKind::AdminAlert
         {
             continue;
         }
@@ -109,7 +110,7 @@ async fn record_bounce(
         );
         let s = &intake.settings;
         let alert = outbox::admin_alert(s, "Message en échec", text, row.thread_id.as_deref());
-        outbox::enqueue(&intake.store, tx, s, "admin_alert", &alert, now).await?;
+        outbox::enqueue(&intake.store, tx, s, OutboxKind::AdminAlert, &alert, now).await?;
     }
     Ok(())
 }

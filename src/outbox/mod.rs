@@ -15,7 +15,7 @@ use crate::config::{EncryptOutgoing, Settings};
 use crate::mail::compose::{self, Outgoing};
 use crate::mail::smtp::{SendError, SmtpSender};
 use crate::smime::SmimeEngine;
-use crate::store::{OutboxRow, Store, Tx};
+use crate::store::{OutboxKind, OutboxRow, Store, Tx};
 
 /// What happened to one claimed row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub async fn enqueue(
     store: &Store,
     tx: &mut Tx,
     settings: &Settings,
-    kind: &str,
+    kind: OutboxKind,
     message: &Outgoing,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(i64, String)> {
@@ -50,7 +50,7 @@ pub async fn enqueue(
             tx,
             &crate::store::NewOutgoing {
                 thread_id: message.thread.clone(),
-                kind: kind.to_string(),
+                kind,
                 envelope_from: settings.gateway.address.to_string(),
                 recipients,
             },
@@ -289,7 +289,7 @@ impl Worker {
         reason: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        if row.kind == "admin_alert" {
+        if row.kind == OutboxKind::AdminAlert {
             return Ok(());
         }
         let text = format!(
@@ -306,7 +306,15 @@ impl Worker {
         );
         let subject = format!("Message {what}");
         let alert = admin_alert(&self.settings, &subject, text, row.thread_id.as_deref());
-        enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now).await?;
+        enqueue(
+            &self.store,
+            tx,
+            &self.settings,
+            OutboxKind::AdminAlert,
+            &alert,
+            now,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -7,11 +7,16 @@ use chrono::{DateTime, Utc};
 use super::{ReportAttachment, ReportData, ReportExchange, ReportPatient, ReportPerson};
 use crate::address::EmailAddress;
 use crate::catalogue::Catalogue;
-use crate::store::{AttachmentMeta, ThreadMessageRow};
+use crate::store::{AttachmentMeta, Direction, MessageKind, ThreadMessageRow};
 use crate::thread::Thread;
 
 /// Kinds of incoming messages the compte-rendu tells.
-const TOLD: [&str; 4] = ["request", "answer", "follow_up", "command"];
+const TOLD: [MessageKind; 4] = [
+    MessageKind::Request,
+    MessageKind::Answer,
+    MessageKind::FollowUp,
+    MessageKind::Command,
+];
 
 pub fn assemble(
     network: &str,
@@ -33,7 +38,7 @@ pub fn assemble(
     let incoming = messages
         .iter()
         .map(|m| &m.message)
-        .filter(|m| m.direction == "in" && TOLD.contains(&m.kind.as_str()));
+        .filter(|m| m.direction == Direction::In && TOLD.contains(&m.kind));
     for m in incoming {
         let is_requester = m.from_addr == requester;
         if !is_requester {
@@ -56,7 +61,7 @@ pub fn assemble(
                 });
             }
         }
-        let text = if m.kind == "request" {
+        let text = if m.kind == MessageKind::Request {
             request.question.clone()
         } else {
             m.body_text.clone().unwrap_or_default()

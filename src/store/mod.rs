@@ -16,6 +16,7 @@ mod audit;
 mod domain;
 mod error;
 mod inbound;
+mod kinds;
 mod lease;
 mod outbox;
 mod recipients;
@@ -40,7 +41,8 @@ use tracing::{debug, info};
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
-pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
+pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
+pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::Lease;
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
 pub use sqlx::AnyConnection;
@@ -286,6 +288,15 @@ where
     })
 }
 
+/// Reads a column holding one of the words of [`kinds`].
+pub(crate) fn col_parsed<T>(row: &AnyRow, column: &'static str) -> Result<T>
+where
+    T: std::str::FromStr<Err = StoreError>,
+{
+    let text: String = col(row, column)?;
+    text.parse()
+}
+
 /// Reads a timestamp column written by [`ts`].
 pub(crate) fn col_ts(row: &AnyRow, column: &'static str) -> Result<DateTime<Utc>> {
     let text: String = col(row, column)?;
@@ -493,7 +504,7 @@ mod tests {
                 store.insert_thread(&mut tx, &thread).await.unwrap();
                 let out = NewOutgoing {
                     thread_id: Some(id.clone()),
-                    kind: "ack".into(),
+                    kind: "ack".parse().unwrap(),
                     envelope_from: "g@x.fr".into(),
                     recipients: vec!["dr.a@b.mssante.fr".into()],
                 };
@@ -504,10 +515,10 @@ mod tests {
                     .await
                     .unwrap();
                 let done = InboundOutcome {
-                    outcome: outcome::PROCESSED,
+                    outcome: InboundStatus::Processed,
                     thread_id: Some(&id),
                     destination: Some("Traités"),
-                    ..InboundOutcome::default()
+                    ..InboundOutcome::new(crate::store::InboundStatus::Stored)
                 };
                 store
                     .set_inbound_outcome(&mut tx, inbound, &done)

@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use super::error::Ctx;
 use super::{
-    Backend, Result, Store, StoreError, col, col_ts, col_ts_opt, join_list, normalize_message_id,
-    split_list, ts,
+    Backend, OutboxKind, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt, join_list,
+    normalize_message_id, split_list, ts,
 };
 
 /// State of an outbox row.
@@ -88,8 +88,8 @@ impl FromStr for OutboxStatus {
 pub struct NewOutgoing {
     /// Thread it is about, if any.
     pub thread_id: Option<String>,
-    /// What it is (`ack`, `forward`, `answer`, `report`, `notice`…).
-    pub kind: String,
+    /// What it is.
+    pub kind: OutboxKind,
     /// SMTP envelope sender.
     pub envelope_from: String,
     /// SMTP envelope recipients (no commas inside an address).
@@ -117,7 +117,7 @@ pub struct OutboxRow {
     /// Thread it is about.
     pub thread_id: Option<String>,
     /// What it is.
-    pub kind: String,
+    pub kind: OutboxKind,
     /// SMTP envelope sender.
     pub envelope_from: String,
     /// SMTP envelope recipients.
@@ -221,7 +221,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
             detail: format!("row {id} has no Message-ID"),
         })?,
         thread_id: col(row, "thread_id")?,
-        kind: col(row, "kind")?,
+        kind: col_parsed(row, "kind")?,
         envelope_from: col(row, "envelope_from")?,
         recipients: split_list(&recipients),
         raw: col(row, "raw")?,
@@ -267,7 +267,7 @@ impl Store {
         )
         .bind(&created)
         .bind(&new.thread_id)
-        .bind(&new.kind)
+        .bind(new.kind.as_str())
         .bind(&new.envelope_from)
         .bind(&recipients)
         .bind(Vec::<u8>::new())
@@ -517,7 +517,7 @@ mod tests {
     fn new_out(thread: Option<&str>) -> NewOutgoing {
         NewOutgoing {
             thread_id: thread.map(str::to_owned),
-            kind: "ack".into(),
+            kind: OutboxKind::Ack,
             envelope_from: "teleexpertise@chr.mssante.fr".into(),
             recipients: vec!["dr.a@b.mssante.fr".into(), "c@d.mssante.fr".into()],
         }

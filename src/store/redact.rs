@@ -97,8 +97,8 @@ mod tests {
         assert!(!shown.contains("DUPONT"), "{shown}");
         let message = NewThreadMessage {
             thread_id: "TE-2026-000001".into(),
-            direction: "in".into(),
-            kind: "request".into(),
+            direction: crate::store::Direction::In,
+            kind: crate::store::MessageKind::Request,
             from_addr: "dr.martin@cabinet.test".into(),
             to_addrs: vec![],
             at: now,
@@ -112,7 +112,7 @@ mod tests {
         };
         let shown = format!("{message:?}");
         assert!(
-            shown.contains("request") && !shown.contains("DUPONT"),
+            shown.contains("Request") && !shown.contains("DUPONT"),
             "{shown}"
         );
     }

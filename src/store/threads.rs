@@ -12,8 +12,8 @@ use tracing::info;
 
 use super::error::Ctx;
 use super::{
-    Result, Store, StoreError, col, col_ts, col_ts_opt, join_list, normalize_message_id,
-    split_list, ts,
+    Direction, MessageKind, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt,
+    join_list, normalize_message_id, split_list, ts,
 };
 
 /// A thread row.
@@ -67,10 +67,8 @@ pub struct ThreadUpdate<'a> {
 pub struct NewThreadMessage {
     /// Thread id.
     pub thread_id: String,
-    /// `in` | `out`.
-    pub direction: String,
-    /// `request` | `ack` | `forward` | `answer` | `follow_up` | `command` | `report` | `notice`.
-    pub kind: String,
+    pub direction: Direction,
+    pub kind: MessageKind,
     /// Sender address.
     pub from_addr: String,
     /// Recipient addresses.
@@ -152,8 +150,8 @@ fn message_from_row(row: &AnyRow) -> Result<ThreadMessageRow> {
         id: col(row, "id")?,
         message: NewThreadMessage {
             thread_id: col(row, "thread_id")?,
-            direction: col(row, "direction")?,
-            kind: col(row, "kind")?,
+            direction: col_parsed(row, "direction")?,
+            kind: col_parsed(row, "kind")?,
             from_addr: col(row, "from_addr")?,
             to_addrs: split_list(&to),
             at: col_ts(row, "at")?,
@@ -327,8 +325,8 @@ impl Store {
              RETURNING id",
         )
         .bind(&message.thread_id)
-        .bind(&message.direction)
-        .bind(&message.kind)
+        .bind(message.direction.as_str())
+        .bind(message.kind.as_str())
         .bind(&message.from_addr)
         .bind(join_list("recipient list", &message.to_addrs)?)
         .bind(ts(message.at))
@@ -537,8 +535,8 @@ mod tests {
     fn message(thread_id: &str, kind: &str, at: DateTime<Utc>, mid: &str) -> NewThreadMessage {
         NewThreadMessage {
             thread_id: thread_id.into(),
-            direction: "in".into(),
-            kind: kind.into(),
+            direction: "in".parse().unwrap(),
+            kind: kind.parse().unwrap(),
             from_addr: "dr.a@b.mssante.fr".into(),
             to_addrs: vec!["teleexpertise@chr.mssante.fr".into()],
             at,
@@ -630,7 +628,7 @@ mod tests {
                     &mut tx,
                     &NewOutgoing {
                         thread_id: Some("TE-2026-000002".into()),
-                        kind: "forward".into(),
+                        kind: "forward".parse().unwrap(),
                         envelope_from: "g@x".into(),
                         recipients: vec!["cardio@x".into()],
                     },
@@ -773,7 +771,7 @@ mod tests {
             store.add_thread_message(&mut tx, &m).await.unwrap();
             let out = NewOutgoing {
                 thread_id: Some(old.id.clone()),
-                kind: "report".into(),
+                kind: "report".parse().unwrap(),
                 envelope_from: "g@x".into(),
                 recipients: vec!["dr.a@b".into()],
             };
@@ -810,10 +808,10 @@ mod tests {
                 .await
                 .unwrap();
             let quarantined = InboundOutcome {
-                outcome: "quarantined",
+                outcome: crate::store::InboundStatus::Quarantined,
                 reason: Some("not_a_participant"),
                 thread_id: Some(&old.id),
-                ..InboundOutcome::default()
+                ..InboundOutcome::new(crate::store::InboundStatus::Stored)
             };
             store
                 .set_inbound_outcome(&mut tx, in2, &quarantined)

@@ -148,6 +148,10 @@ impl Desk {
         self.outbox().await.into_iter().skip(skip).collect()
     }
 
+    async fn thread_count(&self) -> usize {
+        self.store.list_threads(None, None).await.unwrap().len()
+    }
+
     async fn audit(&self) -> Vec<(String, String)> {
         sqlx::query_as::<_, (String, String)>("SELECT action, subject FROM audit ORDER BY id")
             .fetch_all(self.store.pool())
@@ -169,6 +173,15 @@ impl Desk {
             .map(|m| (m.message.direction.to_string(), m.message.kind.to_string()))
             .collect()
     }
+}
+
+/// Asserts that the message says `what`, showing it otherwise.
+fn says(s: &Sent, what: &str) {
+    assert!(s.text.contains(what), "{what:?} not in {}", s.text);
+}
+
+fn quarantined(reason: Reason) -> Outcome {
+    Outcome::Quarantined { reason }
 }
 
 fn thread_of(h: &Handled) -> String {
@@ -213,12 +226,8 @@ async fn a_request_to_the_plus_tag_opens_a_thread_acknowledged_and_forwarded() {
         ack.subject,
         format!("[{tid}] Accusé de réception — Maladies infectieuses")
     );
-    assert!(
-        ack.text.contains(&format!("Référence : {tid}")),
-        "{}",
-        ack.text
-    );
-    assert!(ack.text.contains("½ journée"), "{}", ack.text);
+    says(ack, &format!("Référence : {tid}"));
+    says(ack, "½ journée");
     assert!(
         !ack.text.contains("MARTIN"),
         "the ack repeats no patient data"
@@ -277,11 +286,7 @@ async fn the_subject_aide_gets_the_categories_and_their_forms() {
     let help = one(&sent, "notice", &gp);
     assert_eq!(sent.len(), 1);
     assert_eq!(help.subject, "Téléexpertise — Aide");
-    assert!(
-        help.text.contains("== Maladies infectieuses =="),
-        "{}",
-        help.text
-    );
+    says(help, "== Maladies infectieuses ==");
     assert!(help.text.contains("== Pneumologie =="));
     assert!(help.text.contains(&plus("infectio")));
     assert!(help.text.contains("Terrain sous-jacent"));
@@ -298,12 +303,8 @@ async fn a_request_naming_no_category_gets_help_saying_so() {
     assert_eq!(h.outcome, Outcome::Processed { thread: None });
     let sent = d.outbox().await;
     let help = one(&sent, "notice", &gp);
-    assert!(
-        help.text.contains("ne dit pas à quelle spécialité"),
-        "{}",
-        help.text
-    );
-    assert!(d.store.list_threads(None, None).await.unwrap().is_empty());
+    says(help, "ne dit pas à quelle spécialité");
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
 }
 
 #[tokio::test]
@@ -323,13 +324,9 @@ async fn a_form_with_errors_is_refused_with_what_to_fix() {
     let refusal = one(&sent, "notice", &gp);
     assert_eq!(sent.len(), 1, "nothing forwarded");
     assert_eq!(refusal.subject, "Téléexpertise — Demande incomplète");
-    assert!(
-        refusal.text.contains("Date de naissance"),
-        "{}",
-        refusal.text
-    );
+    says(refusal, "Date de naissance");
     assert!(refusal.text.contains(&plus("infectio")));
-    assert!(d.store.list_threads(None, None).await.unwrap().is_empty());
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
 }
 
 #[tokio::test]
@@ -346,14 +343,11 @@ async fn a_request_without_consent_is_refused() {
     let sent = d.outbox().await;
     assert_eq!(sent.len(), 1, "nothing forwarded: {sent:#?}");
     let refusal = one(&sent, "notice", &gp);
-    assert!(
-        refusal
-            .text
-            .contains("Consentement du patient : champ obligatoire non rempli"),
-        "{}",
-        refusal.text
+    says(
+        refusal,
+        "Consentement du patient : champ obligatoire non rempli",
     );
-    assert!(d.store.list_threads(None, None).await.unwrap().is_empty());
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
 }
 
 // ---- in a thread --------------------------------------------------------------------------
@@ -379,11 +373,7 @@ async fn an_expert_answer_is_relayed_to_the_gp_and_the_thread_is_en_cours() {
         sent[0].subject,
         format!("[{tid}] Réponse — Maladies infectieuses")
     );
-    assert!(
-        sent[0].text.contains("PCR sur les urines."),
-        "{}",
-        sent[0].text
-    );
+    says(&sent[0], "PCR sur les urines.");
     assert!(
         sent[0].text.contains("Yvon RUCH (RPPS "),
         "names its author: {}",
@@ -439,8 +429,8 @@ async fn clore_closes_and_sends_the_compte_rendu_to_the_gp_and_the_group() {
             r.subject,
             format!("[{tid}] Compte-rendu — Maladies infectieuses")
         );
-        assert!(r.text.contains("MARTIN"), "{}", r.text);
-        assert!(r.text.contains("Pas de traitement."), "{}", r.text);
+        says(r, "MARTIN");
+        says(r, "Pas de traitement.");
         assert_eq!(r.attachments, [format!("compte-rendu-{tid}.pdf")]);
     }
     let actions: Vec<String> = d.audit().await.into_iter().map(|(a, _)| a).collect();
@@ -503,13 +493,13 @@ async fn transferer_moves_the_thread_and_forwards_the_request_again() {
         sent[0].subject,
         format!("[{tid}] Nouvelle demande (transfert) — Pneumologie")
     );
-    assert!(sent[0].text.contains("MARTIN"), "{}", sent[0].text);
+    says(&sent[0], "MARTIN");
     assert!(sent[1].text.contains("Plutôt pour vous."));
     assert_eq!(
         sent[3].subject,
         format!("[{tid}] Transfert — Maladies infectieuses")
     );
-    assert!(sent[3].text.contains("Pneumologie"), "{}", sent[3].text);
+    says(&sent[3], "Pneumologie");
 }
 
 #[tokio::test]
@@ -589,12 +579,7 @@ async fn an_intruder_is_quarantined_told_nothing_about_the_case() {
     let h = d
         .send("intruder", &plus(&tid), "Re", "Je veux savoir.")
         .await;
-    assert_eq!(
-        h.outcome,
-        Outcome::Quarantined {
-            reason: Reason::NotAuthorized
-        }
-    );
+    assert_eq!(h.outcome, quarantined(Reason::NotAuthorized));
     assert_eq!(h.destination, "Quarantaine");
     let sent = d.outbox_after(2).await;
     assert_eq!(
@@ -624,12 +609,7 @@ async fn a_token_naming_no_thread_is_quarantined_and_the_sender_told() {
             "Alors ?",
         )
         .await;
-    assert_eq!(
-        h.outcome,
-        Outcome::Quarantined {
-            reason: Reason::UnknownThread
-        }
-    );
+    assert_eq!(h.outcome, quarantined(Reason::UnknownThread));
     let sent = d.outbox().await;
     assert_eq!(
         kinds(&sent),
@@ -711,19 +691,14 @@ async fn a_bounce_of_our_mail_fails_its_row_and_alerts_the_admin() {
         row.message_id
     );
     let h = d.handle(dsn.into_bytes()).await;
-    assert_eq!(
-        h.outcome,
-        Outcome::Quarantined {
-            reason: Reason::Automatic
-        }
-    );
+    assert_eq!(h.outcome, quarantined(Reason::Automatic));
     let sent = d.outbox().await;
     assert_eq!(sent[0].status, OutboxStatus::Failed);
     let alerts: Vec<&Sent> = sent.iter().filter(|s| s.kind == "admin_alert").collect();
     assert_eq!(alerts.len(), 1, "{sent:#?}");
     assert_eq!(alerts[0].to, [ADMIN]);
     assert_eq!(alerts[0].subject, "[teleavis] Message en échec");
-    assert!(alerts[0].text.contains("550 5.1.1"), "{}", alerts[0].text);
+    says(alerts[0], "550 5.1.1");
 }
 
 #[tokio::test]

@@ -148,11 +148,9 @@ pub async fn report(
     format: Format,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let id = crate::thread::ThreadId::parse(id)
-        .map_err(|e| UsageError(e.to_string()))?
-        .to_string();
+    let tid = crate::thread::ThreadId::parse(id).map_err(|e| UsageError(e.to_string()))?;
+    let id = tid.to_string();
     let store = open_store(settings).await?;
-    let tid = crate::thread::ThreadId::parse(&id).map_err(|e| UsageError(e.to_string()))?;
     let Some(thread) = store.thread(&tid).await? else {
         return Err(UsageError(format!("no thread {id}")).into());
     };

@@ -35,7 +35,7 @@ pub use screen::is_automatic;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::smime::SmimeEngine;
-use crate::store::{InboundOutcome, InboundStatus, NewInbound, OutboxKind, Store, Tx};
+use crate::store::{InboundOutcome, InboundStatus, NewInbound, Store, Tx};
 use classify::Class;
 use stage::{MessageCtx, Stage, Stop};
 
@@ -376,16 +376,8 @@ impl Intake {
         {
             let text = notices::admin_quarantine(inbound_id, *reason, detail, envelope);
             let what = format!("Quarantaine : {}", reason.code());
-            let alert = crate::outbox::admin_alert(&self.settings, &what, text, None);
-            crate::outbox::enqueue(
-                &self.store,
-                tx,
-                &self.settings,
-                OutboxKind::AdminAlert,
-                &alert,
-                now,
-            )
-            .await?;
+            let s = &self.settings;
+            crate::outbox::alert_admin(&self.store, tx, s, &what, text, None, now).await?;
         }
         Ok(Handled {
             inbound_id,

@@ -108,9 +108,8 @@ async fn record_bounce(
             row.recipients.join(", "),
             b.diagnostic,
         );
-        let s = &intake.settings;
-        let alert = outbox::admin_alert(s, "Message en échec", text, row.thread_id.as_deref());
-        outbox::enqueue(&intake.store, tx, s, OutboxKind::AdminAlert, &alert, now).await?;
+        let (s, thread) = (&intake.settings, row.thread_id.as_deref());
+        outbox::alert_admin(&intake.store, tx, s, "Message en échec", text, thread, now).await?;
     }
     Ok(())
 }

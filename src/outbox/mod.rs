@@ -87,21 +87,21 @@ pub fn gateway_message(
     }
 }
 
-/// The one alert to the administrator (`[teleavis] <what>`): quarantine, bounce, held or
-/// failed mail. Ids and reasons only, never a body.
-pub fn admin_alert(
+/// Queues the one alert to the administrator (`[teleavis] <what>`): quarantine, bounce, held
+/// or failed mail. `text` holds ids and reasons only, never a body.
+pub async fn alert_admin(
+    store: &Store,
+    tx: &mut Tx,
     settings: &Settings,
     what: &str,
     text: String,
     thread: Option<&str>,
-) -> Outgoing {
-    gateway_message(
-        settings,
-        vec![settings.gateway.admin_address.clone()],
-        format!("[teleavis] {what}"),
-        text,
-        thread,
-    )
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let to = vec![settings.gateway.admin_address.clone()];
+    let alert = gateway_message(settings, to, format!("[teleavis] {what}"), text, thread);
+    enqueue(store, tx, settings, OutboxKind::AdminAlert, &alert, now).await?;
+    Ok(())
 }
 
 pub struct Worker {
@@ -304,18 +304,9 @@ impl Worker {
             row.attempts,
             row.id,
         );
-        let subject = format!("Message {what}");
-        let alert = admin_alert(&self.settings, &subject, text, row.thread_id.as_deref());
-        enqueue(
-            &self.store,
-            tx,
-            &self.settings,
-            OutboxKind::AdminAlert,
-            &alert,
-            now,
-        )
-        .await?;
-        Ok(())
+        let what = format!("Message {what}");
+        let thread = row.thread_id.as_deref();
+        alert_admin(&self.store, tx, &self.settings, &what, text, thread, now).await
     }
 }
 

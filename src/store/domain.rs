@@ -168,21 +168,9 @@ mod tests {
     #[test]
     fn an_unreadable_stored_form_is_reported_without_its_content() {
         let now = chrono::Utc::now();
-        let row = ThreadRow {
-            id: "TE-2026-000042".into(),
-            status: "nouvelle".into(),
-            category: "infectio".into(),
-            requester: "dr.martin@cabinet.test".into(),
-            requester_name: None,
-            requester_rpps: None,
-            taken_by: None,
-            // serde's own message would quote the bad value: "unknown variant `DUPONT`…".
-            form_json: r#"{"patient":{"birth_name":"x","sex":"DUPONT"}}"#.into(),
-            previous_thread: None,
-            created_at: now,
-            updated_at: now,
-            closed_at: None,
-        };
+        let mut row = crate::store::testutil::sample_thread("TE-2026-000042", "nouvelle", now);
+        // serde's own message would quote the bad value: "unknown variant `DUPONT`…".
+        row.form_json = r#"{"patient":{"birth_name":"x","sex":"DUPONT"}}"#.into();
         let raw = serde_json::from_str::<RequestForm>(&row.form_json).unwrap_err();
         assert!(
             raw.to_string().contains("DUPONT"),

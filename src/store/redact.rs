@@ -72,20 +72,8 @@ mod tests {
     #[test]
     fn rows_holding_patient_data_do_not_show_it() {
         let now = chrono::Utc::now();
-        let row = ThreadRow {
-            id: "TE-2026-000001".into(),
-            status: "nouvelle".into(),
-            category: "infectio".into(),
-            requester: "dr.martin@cabinet.test".into(),
-            requester_name: None,
-            requester_rpps: None,
-            taken_by: None,
-            form_json: r#"{"patient":{"birth_name":"DUPONT"}}"#.into(),
-            previous_thread: None,
-            created_at: now,
-            updated_at: now,
-            closed_at: None,
-        };
+        let mut row = crate::store::testutil::sample_thread("TE-2026-000001", "nouvelle", now);
+        row.form_json = r#"{"patient":{"birth_name":"DUPONT"}}"#.into();
         let shown = format!("{row:?}");
         assert!(
             shown.contains("TE-2026-000001") && !shown.contains("DUPONT"),

@@ -507,29 +507,12 @@ impl Store {
 mod tests {
     use std::collections::HashSet;
 
-    use super::super::testutil::{both, sample_inbound};
+    use super::super::testutil::{both, sample_inbound, sample_thread as thread};
     use super::super::{InboundOutcome, NewOutgoing, parse_ts};
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_ts(s).unwrap()
-    }
-
-    pub(crate) fn thread(id: &str, status: &str, at: DateTime<Utc>) -> ThreadRow {
-        ThreadRow {
-            id: id.into(),
-            status: status.into(),
-            category: "infectio".into(),
-            requester: "dr.a@b.mssante.fr".into(),
-            requester_name: Some("Dr A".into()),
-            requester_rpps: Some("10001234567".into()),
-            taken_by: None,
-            form_json: r#"{"question":"?"}"#.into(),
-            previous_thread: None,
-            created_at: at,
-            updated_at: at,
-            closed_at: None,
-        }
     }
 
     fn message(thread_id: &str, kind: &str, at: DateTime<Utc>, mid: &str) -> NewThreadMessage {

@@ -197,6 +197,7 @@ impl Intake {
             screen::automatic(self, &mut cx, raw).await?;
             let from = screen::sender(self, envelope)?;
             let msg = authenticate::sender(self, &mut cx, raw, &from).await?;
+            // From here on the sender is proven: checks of the authenticated message go here.
             match classify::classify(self, envelope, now, &msg).await? {
                 Class::Help => request::help(self, &mut cx, &msg, None).await,
                 Class::NoCategory => {
@@ -319,7 +320,7 @@ impl Intake {
         let same;
         let (mut row, action, detail, outcome) = match &decision {
             Decision::Processed { thread } => {
-                info!(?thread, "processed");
+                info!("processed");
                 let row = InboundOutcome {
                     thread_id: thread.as_deref(),
                     ..InboundOutcome::new(InboundStatus::Processed)

@@ -782,3 +782,41 @@ async fn an_unsigned_message_is_quarantined_unanswered() {
         "no reply to an unproven sender"
     );
 }
+
+#[tokio::test]
+async fn an_idle_thread_is_closed_by_housekeeping_with_a_compte_rendu() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    let now = chrono::Utc::now();
+    let cutoff = now + chrono::Duration::minutes(1);
+    teleavis::intake::autoclose::close_idle_since(&d.intake, cutoff, now)
+        .await
+        .unwrap();
+    assert_eq!(d.thread(&tid).await.status, "terminee");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [
+            ("report", gp.as_str()),
+            ("report", INFECTIO),
+            ("notice", gp.as_str())
+        ]
+    );
+    assert_eq!(
+        sent[2].subject,
+        format!("[{tid}] Clôture automatique — Maladies infectieuses")
+    );
+    says(&sent[2], "close automatiquement après 7 jours");
+    assert!(
+        d.audit()
+            .await
+            .iter()
+            .any(|(a, s)| a == "thread.auto_closed" && *s == tid)
+    );
+    // Closed: a second pass finds nothing to do.
+    teleavis::intake::autoclose::close_idle_since(&d.intake, cutoff, now)
+        .await
+        .unwrap();
+    assert_eq!(d.outbox().await.len(), 5);
+}

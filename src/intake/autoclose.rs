@@ -2,11 +2,11 @@
 //! transition table and action interpreter as a `#clore`, with a compte-rendu.
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Intake;
 use super::effects::{self, Applied};
-use crate::thread::{self, Categories, Event, Role, Thread};
+use crate::thread::{self, Categories, Event, Role};
 
 /// Closes threads idle for `auto_close_days` (0: never).
 pub async fn auto_close(intake: &Intake, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -25,14 +25,7 @@ pub async fn close_idle_since(
 ) -> anyhow::Result<()> {
     let days = i64::from(intake.settings.gateway.auto_close_days);
     let known = intake.catalogue.ids();
-    for row in intake.store.idle_threads(cutoff).await? {
-        let t = match Thread::try_from(row) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(error = %e, "idle thread unreadable, left open");
-                continue;
-            }
-        };
+    for t in intake.store.idle(cutoff).await? {
         let Some(category) = intake.catalogue.get(&t.category) else {
             continue;
         };

@@ -136,6 +136,20 @@ impl Store {
             .transpose()
     }
 
+    /// Open threads without activity since `before`, decoded, oldest first. A row that cannot
+    /// be decoded is left out (and logged by id): it stays open for an operator to see.
+    pub async fn idle(&self, before: chrono::DateTime<chrono::Utc>) -> Result<Vec<Thread>> {
+        let mut out = vec![];
+        for row in self.idle_threads(before).await? {
+            let id = row.id.clone();
+            match Thread::try_from(row) {
+                Ok(t) => out.push(t),
+                Err(e) => tracing::warn!(thread = %id, error = %e, "idle thread unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Inserts a new thread.
     pub async fn open_thread(&self, conn: &mut AnyConnection, thread: &Thread) -> Result<()> {
         self.insert_thread(conn, &ThreadRow::try_from(thread)?)

@@ -29,6 +29,7 @@ pub enum Class<'a> {
     UnknownThread { token: String },
 }
 
+/// A message about a thread, read: who wrote it, what it asks, what it says.
 pub struct InThread<'a> {
     pub thread: Thread,
     /// The thread's category now.

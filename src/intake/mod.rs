@@ -9,6 +9,7 @@ pub mod bounce;
 pub mod envelope;
 pub mod notices;
 pub mod reason;
+mod replay;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -60,8 +61,18 @@ pub enum Outcome {
 
 /// What the stages decide for a message.
 pub enum Decision {
-    Processed { thread: Option<String> },
-    Quarantined { reason: Reason, detail: String },
+    Processed {
+        thread: Option<String>,
+    },
+    Quarantined {
+        reason: Reason,
+        detail: String,
+    },
+    /// A replay: the author's signature was already accepted with inbound `of` (issue 7).
+    Duplicate {
+        of: i64,
+        thread: Option<String>,
+    },
 }
 
 pub struct Intake {
@@ -313,6 +324,17 @@ impl Intake {
                 return quarantine(reason, rejection.detail);
             }
         };
+        // Replay hook (issue 7): a signature already accepted makes this a copy of that message.
+        if let Some(first) = self
+            .store
+            .find_accepted_signature(tx, &authenticated.signature_digest)
+            .await?
+        {
+            return Ok(Decision::Duplicate {
+                of: first.inbound_id,
+                thread: first.thread_id,
+            });
+        }
         let signer = &authenticated.signer;
         self.store
             .learn_certificate(
@@ -324,7 +346,13 @@ impl Intake {
                 now,
             )
             .await?;
-        workflow::apply(self, tx, inbound_id, envelope, &authenticated, now).await
+        let decision = workflow::apply(self, tx, inbound_id, envelope, &authenticated, now).await?;
+        // Replay hook (issue 7): the signature is recorded in this message's transaction.
+        if let Decision::Processed { thread } = &decision {
+            replay::record_accepted(self, tx, inbound_id, &authenticated, thread.as_deref(), now)
+                .await?;
+        }
+        Ok(decision)
     }
 
     async fn record(
@@ -370,6 +398,10 @@ impl Intake {
                     destination,
                     outcome: Outcome::Processed { thread },
                 })
+            }
+            // Replay hook (issue 7).
+            Decision::Duplicate { of, thread } => {
+                replay::record_duplicate(self, tx, inbound_id, of, thread.as_deref(), now).await
             }
             Decision::Quarantined { reason, detail } => {
                 let destination = self.settings.imap.quarantine_mailbox.clone();

@@ -1256,3 +1256,41 @@ fn weak_recipient_certificates_are_never_encrypted_to() {
     let plain = openssl_decrypt(&file, "ecgp");
     assert!(!plain.is_empty());
 }
+
+#[test]
+fn issue7_fuzz_seeds_unwrap_with_the_fuzz_key() {
+    // The fuzz target decrypts with Bob's key: the seeds must reach their inner layers.
+    let e = corpus_engine();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/unwrap");
+    let shape = |name: &str| {
+        let raw = std::fs::read(seeds.join(format!("issue7-{name}.eml"))).unwrap();
+        let u = unwrap_layers(&raw, &e.keys).unwrap_or_else(|r| panic!("{name}: {r}"));
+        u.layers
+            .iter()
+            .map(|l| match l {
+                Layer::Signed {
+                    signers,
+                    signatures,
+                    ..
+                } => (
+                    certs::cert_emails(&signers[0])[0].to_string(),
+                    signatures[0].clone(),
+                ),
+                Layer::Encrypted { .. } => ("encrypted".to_string(), Vec::new()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let who = |layers: &[(String, Vec<u8>)]| layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>();
+    let sneaky = shape("surreptitious-forwarding");
+    assert_eq!(who(&sneaky), [GP, "encrypted", "dr.bua@cabinet.test"]);
+    let triple = shape("triple-wrap-same-signer");
+    assert_eq!(who(&triple), [GP, "encrypted", GP]);
+    assert_eq!(shape("replayed-request"), triple, "the same signatures");
+    for (name, signer) in [
+        ("weak-key-rsa1024", "faible@cabinet.test"),
+        ("p256-signer", "courbe@cabinet.test"),
+        ("p224-signer", "petite@cabinet.test"),
+    ] {
+        assert_eq!(who(&shape(name)), ["encrypted", signer], "{name}");
+    }
+}

@@ -1385,6 +1385,19 @@ fn admin_texts(mail: &MailSystem) -> Vec<String> {
         .collect()
 }
 
+fn wait_outbox_drained(gw: &Gateway) {
+    gw.wait_until("the outbox drained", T, || {
+        let pending = rt().block_on(async {
+            gw.store()
+                .await
+                .outbox_by_status(teleavis::store::OutboxStatus::Pending)
+                .await
+                .unwrap()
+        });
+        pending.is_empty().then_some(())
+    });
+}
+
 fn outbox_rows(gw: &Gateway) -> i64 {
     rt().block_on(async {
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
@@ -1621,6 +1634,12 @@ fn a_replayed_request_or_command_is_a_duplicate_and_does_nothing() {
     );
     assert!(dup.detail.unwrap_or_default().contains(&row.id.to_string()));
     assert!(mail.wait_for_count(GATEWAY, "Traités", 2, T));
+    // One thread, one acknowledgement, one forward: the copy queued nothing.
+    wait_outbox_drained(&gw);
+    assert_eq!(outbox_rows(&gw), 2, "the ack and the forward only");
+    assert_eq!(gw.threads().len(), 1);
+    assert_eq!(mail.count(&gp, "INBOX"), 1, "one acknowledgement");
+    assert_eq!(mail.count(INFECTIO, "INBOX"), 1, "one forward");
     let audit = audit_details(&gw, "inbound.duplicate");
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(
@@ -1654,16 +1673,7 @@ fn a_replayed_request_or_command_is_a_duplicate_and_does_nothing() {
     // The compte-rendu reaches the GP and the group.
     assert!(mail.wait_for_count(&gp, "INBOX", 2, T), "{}", gw.log());
     assert!(mail.wait_for_count(INFECTIO, "INBOX", 2, T), "{}", gw.log());
-    gw.wait_until("the outbox drained", T, || {
-        let pending = rt().block_on(async {
-            gw.store()
-                .await
-                .outbox_by_status(teleavis::store::OutboxStatus::Pending)
-                .await
-                .unwrap()
-        });
-        pending.is_empty().then_some(())
-    });
+    wait_outbox_drained(&gw);
     let queued = outbox_rows(&gw);
     let counts = |who: &str| mail.count(who, "INBOX");
     let before = (

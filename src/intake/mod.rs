@@ -59,20 +59,12 @@ pub enum Outcome {
     },
 }
 
-/// What the stages decide for a message.
+/// What the stages decide for a message. `Duplicate` is a replay (issue 7): the author's
+/// signature was accepted with inbound `of`, in thread `tid`.
 pub enum Decision {
-    Processed {
-        thread: Option<String>,
-    },
-    Quarantined {
-        reason: Reason,
-        detail: String,
-    },
-    /// A replay: the author's signature was already accepted with inbound `of` (issue 7).
-    Duplicate {
-        of: i64,
-        thread: Option<String>,
-    },
+    Processed { thread: Option<String> },
+    Quarantined { reason: Reason, detail: String },
+    Duplicate { of: i64, tid: Option<String> },
 }
 
 pub struct Intake {
@@ -332,7 +324,7 @@ impl Intake {
         {
             return Ok(Decision::Duplicate {
                 of: first.inbound_id,
-                thread: first.thread_id,
+                tid: first.thread_id,
             });
         }
         let signer = &authenticated.signer;
@@ -400,8 +392,8 @@ impl Intake {
                 })
             }
             // Replay hook (issue 7).
-            Decision::Duplicate { of, thread } => {
-                replay::record_duplicate(self, tx, inbound_id, of, thread.as_deref(), now).await
+            Decision::Duplicate { of, tid } => {
+                replay::record_duplicate(self, tx, inbound_id, of, tid.as_deref(), now).await
             }
             Decision::Quarantined { reason, detail } => {
                 let destination = self.settings.imap.quarantine_mailbox.clone();

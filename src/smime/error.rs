@@ -85,11 +85,10 @@ impl RejectReason {
                  certificat de messagerie MSSanté."
             }
             RejectReason::WeakKey => {
-                "La clé de votre certificat de signature est trop courte pour être sûre (en dessous \
-                 du minimum de la passerelle : 2048 bits en RSA par défaut, 256 bits en courbe \
-                 elliptique) : demandez un \
-                 certificat MSSanté récent à votre autorité de certification, puis renvoyez \
-                 votre message."
+                "La clé de votre certificat de signature est trop courte pour être sûre (en \
+                 dessous du minimum de la passerelle : 2048 bits en RSA par défaut, 256 bits en \
+                 courbe elliptique) : demandez un certificat MSSanté récent à votre autorité de \
+                 certification, puis renvoyez votre message."
             }
             RejectReason::FromMismatch => {
                 "L'adresse de l'expéditeur ne correspond pas à l'adresse inscrite dans le \

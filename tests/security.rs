@@ -1523,6 +1523,14 @@ fn the_author_is_the_innermost_signer_and_weak_keys_are_refused() {
         row.detail.unwrap_or_default().contains("1024 bits"),
         "the key size is named"
     );
+    // The operator reads the code and its French explanation.
+    let show = gw.cli(&["quarantine", "show", &row.id.to_string()]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{show:?}");
+    assert!(
+        shown.contains("weak_key") && shown.contains("trop courte"),
+        "{shown}"
+    );
 
     // One thread, acknowledgement and forward per accepted request; none for the others.
     let threads = gw.threads();

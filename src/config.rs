@@ -217,6 +217,10 @@ pub struct SmimeSettings {
     pub encrypt_outgoing: EncryptOutgoing,
     #[serde(default = "default_cipher")]
     pub cipher: Cipher,
+    /// Signer and recipient RSA keys shorter than this are refused (`weak_key`); EC keys
+    /// need 256 bits.
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +240,9 @@ fn default_encrypt_outgoing() -> EncryptOutgoing {
 }
 fn default_cipher() -> Cipher {
     Cipher::Aes256Gcm
+}
+fn default_min_rsa_bits() -> u32 {
+    2048
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -734,6 +741,12 @@ impl Settings {
         }
         if m.require_crl && m.crl_dir.is_none() {
             p("smime.crl_dir", "required with require_crl = true".into());
+        }
+        if !(1024..=16384).contains(&m.min_rsa_bits) {
+            p(
+                "smime.min_rsa_bits",
+                format!("{} is not between 1024 and 16384", m.min_rsa_bits),
+            );
         }
 
         let o = &self.outbox;

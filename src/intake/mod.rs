@@ -15,6 +15,7 @@ pub mod effects;
 pub mod envelope;
 pub mod notices;
 pub mod reason;
+pub mod replay;
 pub mod reply;
 pub mod request;
 pub mod screen;
@@ -95,7 +96,26 @@ pub enum Decision {
     Duplicate {
         of: i64,
         thread: Option<String>,
+        same: SameAs,
     },
+}
+
+/// What makes a message a copy of one already handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameAs {
+    /// The same Message-ID.
+    MessageId,
+    /// The same innermost signature: a replay with new outer headers.
+    Signature,
+}
+
+impl SameAs {
+    pub fn code(self) -> &'static str {
+        match self {
+            SameAs::MessageId => "message_id",
+            SameAs::Signature => "signature",
+        }
+    }
 }
 
 pub struct Intake {
@@ -198,7 +218,8 @@ impl Intake {
             let from = screen::sender(self, envelope)?;
             let msg = authenticate::sender(self, &mut cx, raw, &from).await?;
             // From here on the sender is proven: checks of the authenticated message go here.
-            match classify::classify(self, envelope, now, &msg).await? {
+            replay::check(self, &mut cx, &msg).await?;
+            let decision = match classify::classify(self, envelope, now, &msg).await? {
                 Class::Help => request::help(self, &mut cx, &msg, None).await,
                 Class::NoCategory => {
                     let why = "Votre message ne dit pas à quelle spécialité il s'adresse.";
@@ -218,7 +239,9 @@ impl Intake {
                         format!("token {token} names no thread"),
                     )
                 }
-            }
+            }?;
+            replay::record(self, &mut cx, &msg, &decision).await?;
+            Ok(decision)
         };
         let finished: Stage<Decision> = run.await;
         match finished {
@@ -350,8 +373,15 @@ impl Intake {
                     Outcome::Quarantined { reason },
                 )
             }
-            Decision::Duplicate { of, thread } => {
-                same = format!("same Message-ID as inbound {of}");
+            Decision::Duplicate {
+                of,
+                thread,
+                same: by,
+            } => {
+                same = match by {
+                    SameAs::MessageId => format!("same Message-ID as inbound {of}"),
+                    SameAs::Signature => format!("same signature as inbound {of} (replayed copy)"),
+                };
                 let row = InboundOutcome {
                     detail: Some(&same),
                     thread_id: thread.as_deref(),
@@ -361,7 +391,7 @@ impl Intake {
                 (
                     row,
                     "inbound.duplicate",
-                    serde_json::json!({"of": of}),
+                    serde_json::json!({"of": of, "by": by.code()}),
                     Outcome::Duplicate { of },
                 )
             }

@@ -4,7 +4,7 @@
 use tracing::info;
 
 use super::stage::{MessageCtx, Stage, decided, quarantine};
-use super::{Decision, Envelope, Intake, Reason, bounce};
+use super::{Decision, Envelope, Intake, Reason, SameAs, bounce};
 use crate::address::EmailAddress;
 use crate::outbox;
 use crate::store::{InboundStatus, OutboxKind, Tx};
@@ -30,6 +30,7 @@ pub async fn same_message_id(
             decided(Decision::Duplicate {
                 of: prev.id,
                 thread: prev.thread_id,
+                same: SameAs::MessageId,
             })
         }
         None => Ok(()),

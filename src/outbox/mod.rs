@@ -173,11 +173,20 @@ impl Worker {
         let policy = self.settings.smime.encrypt_outgoing;
         let mut certs = Vec::new();
         let mut missing = Vec::new();
+        // Recipients whose only certificates have weak keys (issue 7): never encrypted to, and
+        // not sent in the clear either, whatever the policy but `never`: held, with the reason.
+        let mut refused = Vec::new();
         for r in &row.recipients {
             match self.certificate_for(r).await {
-                Some(c) => certs.push(c),
-                None => missing.push(r.clone()),
+                Ok(Some(c)) => certs.push(c),
+                Ok(None) => missing.push(r.clone()),
+                Err(why) => refused.push(why),
             }
+        }
+        if policy != EncryptOutgoing::Never && !refused.is_empty() {
+            return Outcome::Held {
+                reason: refused.join("; "),
+            };
         }
         let encrypt = match policy {
             EncryptOutgoing::Never => false,
@@ -226,15 +235,16 @@ impl Worker {
         }
     }
 
-    async fn certificate_for(&self, recipient: &str) -> Option<X509> {
-        let addr = EmailAddress::parse(recipient).ok()?;
-        if let Ok(Some((der, _))) = self.store.recipient_certificate(&addr).await
-            && let Ok(c) = X509::from_der(&der)
-            && self.smime.certificate_is_usable(&c, Utc::now())
-        {
-            return Some(c);
-        }
-        self.smime.recipient_from_dir(&addr)
+    /// The certificate to encrypt to; `Err` names a refused (weak) one.
+    async fn certificate_for(&self, recipient: &str) -> Result<Option<X509>, String> {
+        let Ok(addr) = EmailAddress::parse(recipient) else {
+            return Ok(None);
+        };
+        let learned = match self.store.recipient_certificate(&addr).await {
+            Ok(Some((der, _))) => X509::from_der(&der).ok(),
+            _ => None,
+        };
+        self.smime.recipient_certificate(&addr, learned, Utc::now())
     }
 
     async fn record(

@@ -21,6 +21,7 @@ mod lease;
 mod outbox;
 mod recipients;
 mod redact;
+mod signatures;
 mod stats;
 mod threads;
 
@@ -45,6 +46,7 @@ pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, Quarantin
 pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::Lease;
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
+pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
 pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};
@@ -176,17 +178,38 @@ impl Store {
 
     /// Applies the embedded migrations of the backend; running it again is a no-op.
     pub async fn migrate(&self) -> Result<()> {
-        let sql: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-            Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
-        };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+        // (version, name, SQLite text, PostgreSQL text), in order.
+        const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "accepted_signatures",
+                include_str!("../../migrations/sqlite/0002_accepted_signatures.sql"),
+                include_str!("../../migrations/postgres/0002_accepted_signatures.sql"),
+            ),
+        ];
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, name, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
         migrator
             .run(&self.pool)
             .await

@@ -82,6 +82,7 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
         .get_thread(&id)
         .await?
         .ok_or_else(|| UsageError(format!("no thread {id}")))?;
+    super::record_read(&store, "threads show", &id).await?;
     let messages = store.thread_messages(&id).await?;
     match format {
         Format::Json => {
@@ -155,6 +156,7 @@ pub async fn report(
     if store.get_thread(&id).await?.is_none() {
         return Err(UsageError(format!("no thread {id}")).into());
     }
+    super::record_read(&store, "report", &id).await?;
     let data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
     match format {
         Format::Text => {

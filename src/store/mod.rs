@@ -16,6 +16,7 @@ mod audit;
 mod error;
 mod inbound;
 mod lease;
+mod ops;
 mod outbox;
 mod recipients;
 mod stats;
@@ -39,6 +40,7 @@ pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
 pub use lease::Lease;
+pub use ops::{AuditRow, InstanceBeat, InstanceRow, OpsSnapshot};
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
@@ -175,13 +177,26 @@ impl Store {
             Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
             Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+        let instances: &'static str = match self.backend {
+            Backend::Sqlite => include_str!("../../migrations/sqlite/0004_instances.sql"),
+            Backend::Postgres => include_str!("../../migrations/postgres/0004_instances.sql"),
+        };
+        let migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("init"),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                4,
+                Cow::Borrowed("instances"),
+                MigrationType::Simple,
+                instances.into_sql_str(),
+                false,
+            ),
+        ]);
         migrator
             .run(&self.pool)
             .await

@@ -13,12 +13,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use common::{MailSystem, compose, compose_signed_encrypted, user_email};
 use gateway::{Db, GATEWAY, Gateway};
 use serde_json::Value;
-use teleavis::address::EmailAddress;
-use teleavis::mail::compose::Outgoing;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -135,6 +132,16 @@ fn status(gw: &Gateway, extra: &[&str]) -> (Option<i32>, Value) {
         )
     });
     (out.status.code(), v)
+}
+
+/// The `operator.read` rows of an `audit list --format json`.
+fn operator_reads(trail: &Value) -> Vec<&Value> {
+    trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "operator.read")
+        .collect()
 }
 
 #[test]
@@ -285,12 +292,7 @@ fn metrics_move_with_the_mail_reads_are_audited_and_status_is_healthy() {
     let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
     let me = format!("os:{}", me.trim());
     let trail = gw.cli_json(&["audit", "list", "--subject", &id, "--format", "json"]);
-    let reads: Vec<&Value> = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "operator.read")
-        .collect();
+    let reads = operator_reads(&trail);
     assert_eq!(reads.len(), 2, "{trail:#}");
     assert!(
         reads
@@ -312,12 +314,7 @@ fn metrics_move_with_the_mail_reads_are_audited_and_status_is_healthy() {
         "--format",
         "json",
     ]);
-    let q_reads: Vec<&Value> = q_trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "operator.read")
-        .collect();
+    let q_reads = operator_reads(&q_trail);
     assert_eq!(q_reads.len(), 1, "{q_trail:#}");
     assert_eq!(q_reads[0]["details"]["command"], "quarantine show");
     let table = String::from_utf8(gw.cli(&["audit", "list", "--subject", &id]).stdout).unwrap();
@@ -352,13 +349,11 @@ fn metrics_move_with_the_mail_reads_are_audited_and_status_is_healthy() {
         );
     }
     let trail = gw.cli_json(&["audit", "list", "--subject", &id, "--format", "json"]);
-    let reads = trail
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["action"] == "operator.read")
-        .count();
-    assert_eq!(reads, 3, "the cut-short read is on record too");
+    assert_eq!(
+        operator_reads(&trail).len(),
+        3,
+        "the cut-short read is on record too"
+    );
     gw.stop();
 }
 
@@ -374,28 +369,7 @@ fn status_exits_1_on_a_failed_outbox_row() {
     });
     assert_eq!((code, &v["healthy"]), (Some(0), &Value::Bool(true)));
 
-    let settings = teleavis::config::load_and_validate(&gw.config).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = gw.store().await;
-        let mut tx = store.begin().await.unwrap();
-        let m = Outgoing {
-            from_name: settings.gateway.display_name.clone(),
-            from: settings.gateway.address.clone(),
-            to: vec![EmailAddress::parse("quelquun@ailleurs.example").unwrap()],
-            reply_to: None,
-            subject: "Téléexpertise — Test".into(),
-            thread: None,
-            in_reply_to: None,
-            references: vec![],
-            automatic: true,
-            text: "Bonjour".into(),
-            attachments: vec![],
-        };
-        teleavis::outbox::enqueue(&store, &mut tx, &settings, "notice", &m, Utc::now())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-    });
+    gw.enqueue_notice("quelquun@ailleurs.example");
     let v = gw.wait_until("status to see the failed row", T, || {
         let (code, v) = status(&gw, &[]);
         (code == Some(1)).then_some(v)

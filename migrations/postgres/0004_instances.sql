@@ -6,8 +6,8 @@ CREATE TABLE instances (
     version         TEXT NOT NULL,
     started_at      TEXT NOT NULL,
     heartbeat_at    TEXT NOT NULL,
-    lease_held      INTEGER NOT NULL DEFAULT 0,
-    imap_connected  INTEGER NOT NULL DEFAULT 0,
+    lease_held      BIGINT NOT NULL DEFAULT 0,
+    imap_connected  BIGINT NOT NULL DEFAULT 0,
     imap_contact_at TEXT,                    -- NULL: never reached the IMAP server
     stopped_at      TEXT                     -- set by a clean shutdown
 );

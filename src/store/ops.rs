@@ -270,46 +270,145 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testutil::sqlite_store;
+    use crate::store::testutil::{both, sqlite_store};
 
     #[tokio::test]
     async fn heartbeat_upserts_and_reads_back() {
-        let (store, _dir) = sqlite_store(2).await;
-        let t0 = Utc::now();
-        let mut beat = InstanceBeat {
-            name: "host:1".into(),
-            version: "0.1.0".into(),
-            started_at: t0,
-            now: t0,
-            lease_held: false,
-            imap_connected: false,
-            imap_contact_at: None,
-            stopped: false,
-        };
-        store.beat(&beat).await.unwrap();
-        beat.now = t0 + chrono::Duration::seconds(15);
-        beat.lease_held = true;
-        beat.imap_connected = true;
-        beat.imap_contact_at = Some(beat.now);
-        store.beat(&beat).await.unwrap();
-        let rows = store.instances().await.unwrap();
-        assert_eq!(rows.len(), 1);
-        assert!(rows[0].lease_held && rows[0].imap_connected);
-        assert_eq!(rows[0].imap_contact_at.map(ts), Some(ts(beat.now)));
-        assert_eq!(ts(rows[0].started_at), ts(t0));
-        assert_eq!(rows[0].stopped_at, None);
-        beat.stopped = true;
-        store.beat(&beat).await.unwrap();
-        assert!(store.instances().await.unwrap()[0].stopped_at.is_some());
+        both("heartbeat_upserts_and_reads_back", |store| async move {
+            let t0 = Utc::now();
+            let mut beat = InstanceBeat {
+                name: "host:1".into(),
+                version: "0.1.0".into(),
+                started_at: t0,
+                now: t0,
+                lease_held: false,
+                imap_connected: false,
+                imap_contact_at: None,
+                stopped: false,
+            };
+            store.beat(&beat).await.unwrap();
+            beat.now = t0 + chrono::Duration::seconds(15);
+            beat.lease_held = true;
+            beat.imap_connected = true;
+            beat.imap_contact_at = Some(beat.now);
+            store.beat(&beat).await.unwrap();
+            let rows = store.instances().await.unwrap();
+            assert_eq!(rows.len(), 1);
+            assert!(rows[0].lease_held && rows[0].imap_connected);
+            assert_eq!(rows[0].imap_contact_at.map(ts), Some(ts(beat.now)));
+            assert_eq!(ts(rows[0].started_at), ts(t0));
+            assert_eq!(rows[0].stopped_at, None);
+            beat.stopped = true;
+            store.beat(&beat).await.unwrap();
+            assert!(store.instances().await.unwrap()[0].stopped_at.is_some());
+            // A day of silence: forgotten by the next beat of anyone.
+            let other = InstanceBeat {
+                name: "host:2".into(),
+                now: t0 + chrono::Duration::days(2),
+                stopped: false,
+                ..beat
+            };
+            store.beat(&other).await.unwrap();
+            let names: Vec<String> = store
+                .instances()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name)
+                .collect();
+            assert_eq!(names, ["host:2"]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn audit_list_filters_by_subject_newest_last() {
+        both(
+            "audit_list_filters_by_subject_newest_last",
+            |store| async move {
+                let now = Utc::now();
+                let mut tx = store.begin().await.unwrap();
+                for (i, subject) in ["TE-2026-000001", "TE-2026-000002", "TE-2026-000001"]
+                    .iter()
+                    .enumerate()
+                {
+                    store
+                        .append_audit(
+                            &mut tx,
+                            "os:alice",
+                            "operator.read",
+                            subject,
+                            &serde_json::json!({"n": i}),
+                            now,
+                        )
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+                let rows = store.list_audit(Some("TE-2026-000001"), 10).await.unwrap();
+                assert_eq!(rows.len(), 2);
+                assert!(rows[0].id < rows[1].id);
+                assert_eq!(rows[1].details, r#"{"n":2}"#);
+                assert_eq!(store.list_audit(None, 2).await.unwrap().len(), 2);
+                let head = store.audit_head().await.unwrap().unwrap();
+                assert_eq!(head.id, rows[1].id);
+                assert_eq!(
+                    store.verify_audit().await.unwrap().last_hash,
+                    Some(head.hash)
+                );
+            },
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn snapshot_lists_every_outbox_state_even_when_empty() {
-        let (store, _dir) = sqlite_store(2).await;
-        let snap = store.ops_snapshot().await.unwrap();
-        let states: Vec<&str> = snap.outbox.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(states, OUTBOX_STATES);
-        assert!(snap.outbox.iter().all(|(_, n)| *n == 0));
-        assert!(snap.oldest_pending.is_none() && snap.threads.is_empty());
+        both(
+            "snapshot_lists_every_outbox_state_even_when_empty",
+            |store| async move {
+                let snap = store.ops_snapshot().await.unwrap();
+                let states: Vec<&str> = snap.outbox.iter().map(|(s, _)| s.as_str()).collect();
+                assert_eq!(states, OUTBOX_STATES);
+                assert!(snap.outbox.iter().all(|(_, n)| *n == 0));
+                assert!(snap.oldest_pending.is_none() && snap.threads.is_empty());
+                let since = Utc::now() - chrono::Duration::hours(24);
+                assert!(
+                    store
+                        .quarantine_by_reason_since(since)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                );
+                assert_eq!(store.failed_outbox_since(since).await.unwrap(), 0);
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn backup_copies_a_sqlite_database() {
+        let (store, dir) = sqlite_store(2).await;
+        let mut tx = store.begin().await.unwrap();
+        store
+            .append_audit(
+                &mut tx,
+                "system",
+                "test",
+                "x",
+                &serde_json::json!({}),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let dest = dir.path().join("copy.db");
+        store.backup_sqlite(&dest).await.unwrap();
+        let copy = Store::connect(&format!("sqlite://{}", dest.display()), 1)
+            .await
+            .unwrap();
+        assert_eq!(copy.sqlite_integrity().await.unwrap(), "ok");
+        assert_eq!(copy.verify_audit().await.unwrap().rows, 1);
+        // The file exists now: VACUUM INTO never overwrites.
+        assert!(store.backup_sqlite(&dest).await.is_err());
     }
 }

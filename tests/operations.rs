@@ -593,3 +593,38 @@ fn backup_under_load_is_consistent_and_restores() {
     assert!(!std::path::Path::new("/tmp/never-written.db").exists());
     gw.stop();
 }
+
+#[test]
+fn a_bad_metrics_address_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("teleavis.toml");
+    // The development configuration with made-up paths: those are reported too, and so must be
+    // the metrics address, in the same run.
+    let template = std::fs::read_to_string(common::repo_root().join("config/dev.toml.in")).unwrap();
+    let text = template
+        .replace("@DATABASE_URL@", "sqlite:///tmp/teleavis.db")
+        .replace("@DIR@", "/nonexistent")
+        .replace("@PKI@", "/nonexistent")
+        .replace("@IMAPS_PORT@", "993")
+        .replace("@SUBMISSION_PORT@", "587")
+        .replace("@CIPHER@", "aes-256-gcm");
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[metrics]\nlisten = \"partout:9464\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(Gateway::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = format!("{}: metrics.listen: ", cfg.display());
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&line) && l.contains("partout:9464")),
+        "{err}"
+    );
+}

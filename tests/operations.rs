@@ -628,3 +628,25 @@ fn a_bad_metrics_address_is_a_configuration_error() {
         "{err}"
     );
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(Gateway::bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("teleavis {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(shown.starts_with(&prefix), "{shown}");
+    // In a git checkout it is HEAD, abbreviated as build.rs does.
+    if let Ok(o) = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(common::repo_root())
+        .output()
+        && o.status.success()
+    {
+        let head = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert_eq!(shown.trim(), format!("{prefix}{head})"));
+    }
+}

@@ -60,7 +60,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     describe_histogram!(
         INTAKE_DURATION,
         metrics::Unit::Seconds,
-        "Time to handle one incoming message, from fetch to commit."
+        "Time to handle one fetched message, up to its commit (before the MOVE)."
     );
     describe_gauge!(IMAP_CONNECTED, "1 while an IMAP session is established.");
     describe_gauge!(LEASE_HELD, "1 while this instance holds the mailbox lease.");

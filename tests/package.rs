@@ -189,6 +189,15 @@ fn the_package_installs_removes_and_purges_cleanly() {
         std::fs::write(db, b"the database").unwrap();
     }
 
+    // Reinstalling (the upgrade path of the maintainer scripts) keeps the operator's edits.
+    apt(&["install", "--reinstall", &deb]);
+    let kept = std::fs::read_to_string("/etc/teleavis/teleavis.toml").unwrap();
+    assert!(
+        kept.ends_with(marker),
+        "configuration overwritten on upgrade"
+    );
+    assert!(Path::new("/usr/bin/teleavis").exists());
+
     // remove: the binary goes, everything else stays.
     apt(&["remove", "teleavis"]);
     assert!(!Path::new("/usr/bin/teleavis").exists());

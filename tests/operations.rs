@@ -650,3 +650,57 @@ fn version_names_the_commit() {
         assert_eq!(shown.trim(), format!("{prefix}{head})"));
     }
 }
+
+/// Two instances on one PostgreSQL database: `status` and the gauges name the one that holds
+/// the mailbox lease, and a SIGKILL hands it over.
+#[test]
+fn postgres_status_and_metrics_name_the_lease_holder() {
+    if !gateway::postgres_available() {
+        return;
+    }
+    let mail = MailSystem::start();
+    let mut a = Gateway::new(&mail, Db::Postgres);
+    let mut b = a.sharing_database();
+    let (pa, pb) = (free_port(), free_port());
+    a.start_with_env(&[("TELEAVIS__METRICS__LISTEN", &format!("127.0.0.1:{pa}"))]);
+    b.start_with_env(&[("TELEAVIS__METRICS__LISTEN", &format!("127.0.0.1:{pb}"))]);
+    let v = a.wait_until("both instances in status, one holding the lease", T, || {
+        let (code, v) = status(&a, &[]);
+        let n = v["instances"].as_array().map_or(0, |i| i.len());
+        (code == Some(0) && n == 2 && v["lease_holder"].is_string()).then_some(v)
+    });
+    let holder = v["lease_holder"].as_str().unwrap().to_string();
+    let held: Vec<bool> = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["lease_held"] == true)
+        .collect();
+    assert_eq!(held.iter().filter(|h| **h).count(), 1, "{v:#}");
+    let gauge = |port| get(&samples(&scrape(port).1), "teleavis_mailbox_lease_held");
+    let (ga, gb) = (gauge(pa), gauge(pb));
+    assert_eq!(ga + gb, 1.0, "exactly one instance says it holds the lease");
+    for port in [pa, pb] {
+        promtool_check(&scrape(port).1);
+    }
+    // The holder dies: the other takes the lease over, and status says so.
+    let (dead, alive) = if ga == 1.0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    dead.kill();
+    let v = alive.wait_until("the lease to change hands", T, || {
+        let (_, v) = status(alive, &[]);
+        v["lease_holder"]
+            .as_str()
+            .is_some_and(|h| h != holder)
+            .then_some(v)
+    });
+    assert_ne!(v["lease_holder"], Value::String(holder));
+    let port = if ga == 1.0 { pb } else { pa };
+    alive.wait_until("the survivor's gauge", T, || {
+        (gauge(port) == 1.0).then_some(())
+    });
+    alive.stop();
+}

@@ -2,13 +2,19 @@
 # Installs, only when missing, the Debian packages the teleavis tests and demo need: a real
 # Postfix and Dovecot (run privately by scripts/mailsys.py, never as the system instances),
 # openssl, poppler-utils (pdftotext for the compte-rendu PDF), DejaVu fonts, the OpenSSL
-# headers for the openssl crate, and python3 for scripts/mailsys.py and tests/support/mailtool.py.
+# headers for the openssl crate, python3 for scripts/mailsys.py and tests/support/mailtool.py,
+# and what the operations tests use: promtool (package prometheus), dpkg-dev, adduser, systemd
+# (systemd-analyze only; it is not started) and man-db.
 # Usage (as root): scripts/install-test-deps.sh        Idempotent; `apt-get update` only when
 # something has to be installed.
 set -euo pipefail
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils
-          fonts-dejavu-core libssl-dev pkg-config python3)
+          fonts-dejavu-core libssl-dev pkg-config python3
+          # operations (tests/operations.rs, tests/package.rs): promtool checks the metrics;
+          # the package is built (dpkg-shlibdeps), installed (adduser), its units checked
+          # (systemd-analyze) and its man page found (man-db)
+          prometheus dpkg-dev adduser systemd man-db)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps.sh: must run as root" >&2

@@ -23,6 +23,23 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default, rename = "category")]
     pub categories: Vec<CategorySettings>,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: the Prometheus endpoint (DESIGN.md, *Operations*).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port` serving `/metrics`; absent: no metrics.
+    pub listen: Option<String>,
+}
+
+impl MetricsSettings {
+    /// The parsed address (validated by [`Settings::problems`]).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|l| l.parse().ok())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -574,6 +591,15 @@ impl Settings {
                 message,
             })
         };
+
+        if let Some(l) = &self.metrics.listen
+            && l.parse::<std::net::SocketAddr>().is_err()
+        {
+            p(
+                "metrics.listen",
+                format!("{l:?} is not an address and port such as 127.0.0.1:9464"),
+            );
+        }
 
         let url = &self.database.url;
         if let Some(rest) = url.strip_prefix("sqlite:") {

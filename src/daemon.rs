@@ -57,6 +57,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let intake = Arc::new(Intake::new(settings.clone(), store.clone(), smime.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = settings.metrics.listen_addr() {
+        let handle = crate::metrics::install()?;
+        let listener = crate::metrics::server::bind(addr).await?;
+        tasks.spawn(crate::metrics::server::serve(
+            listener,
+            handle,
+            store.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    tasks.spawn(crate::metrics::health::heartbeat(
+        store.clone(),
+        stop_rx.clone(),
+    ));
     tasks.spawn(intake_loop(
         settings.clone(),
         store.clone(),
@@ -172,9 +187,11 @@ async fn intake_loop(
             None => false,
         };
         if !held {
+            crate::metrics::health::set_lease_held(false);
             match store.acquire_mailbox_lease(&lease_name).await {
                 Ok(Some(l)) => {
                     info!("mailbox lease acquired");
+                    crate::metrics::health::set_lease_held(true);
                     lease = Some(l);
                 }
                 Ok(None) => {
@@ -214,12 +231,14 @@ async fn session(
 ) -> anyhow::Result<()> {
     let imap = &settings.imap;
     let mut client = ImapClient::connect(imap).await?;
+    let _up = crate::metrics::health::imap_session();
     client
         .ensure_mailboxes(&[&imap.processed_mailbox, &imap.quarantine_mailbox])
         .await?;
     let mut last_uidvalidity = None;
     loop {
         let state = client.select(&imap.mailbox).await?;
+        crate::metrics::health::imap_contact();
         if last_uidvalidity.is_some_and(|v| v != state.uidvalidity) {
             // Messages are matched by content hash, not UID: a renumbered mailbox is simply
             // read again and nothing is handled twice.
@@ -247,6 +266,7 @@ async fn session(
             // Its own task, so that even a panic on a message quarantines it instead of
             // stopping the mailbox (the copy keeps the bytes for that case).
             let copy = fetched.clone();
+            let started = std::time::Instant::now();
             let task = {
                 let intake = intake.clone();
                 tokio::spawn(async move { intake.handle(fetched).await })
@@ -261,6 +281,7 @@ async fn session(
                 }
                 Err(e) => return Err(e.into()),
             };
+            crate::metrics::record_intake(&handled.outcome, started.elapsed());
             if crate::faults::injected("abort-after-commit") {
                 // The reliability tests crash the daemon exactly between COMMIT and MOVE.
                 tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");
@@ -279,6 +300,7 @@ async fn session(
                 r = idle => {
                     let (c, outcome) = r?;
                     client = c;
+                    crate::metrics::health::imap_contact();
                     if matches!(outcome, IdleOutcome::Timeout) {
                         client.noop().await?;
                     }

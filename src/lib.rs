@@ -12,8 +12,20 @@ pub mod faults;
 pub mod form;
 pub mod intake;
 pub mod mail;
+pub mod metrics;
 pub mod outbox;
 pub mod report;
 pub mod smime;
 pub mod store;
 pub mod thread;
+
+/// The git commit this binary was built from (`build.rs`), `unknown` without git metadata.
+pub const GIT_COMMIT: &str = env!("TELEAVIS_GIT_COMMIT");
+
+/// `0.1.0 (commit 1a2b3c4d5e6f)`, as `--version` prints it.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TELEAVIS_GIT_COMMIT"),
+    ")"
+);

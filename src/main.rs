@@ -3,14 +3,19 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use teleavis::cli::{self, Format};
 
 #[derive(Parser)]
 #[command(
     name = "teleavis",
-    version,
-    about = "Téléexpertise gateway over an MSSanté-style S/MIME mailbox"
+    version = teleavis::VERSION,
+    about = "Téléexpertise gateway over an MSSanté-style S/MIME mailbox",
+    after_long_help = "Exit status: 0 success; 1 runtime failure, or `status` found something that \
+needs a person; 2 usage or configuration error.\n\n\
+Files: /etc/teleavis/teleavis.toml (one instance), /etc/teleavis/<instance>.toml \
+(teleavis@<instance>.service), /var/lib/teleavis (state). Every setting can be overridden with \
+TELEAVIS__SECTION__KEY (e.g. TELEAVIS__DATABASE__URL)."
 )]
 struct Args {
     /// Configuration file [default: $TELEAVIS_CONFIG, then /etc/teleavis/teleavis.toml]
@@ -71,6 +76,22 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// Health at a glance; exit 1 when something needs a person (a monitoring probe)
+    Status {
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Seconds without IMAP contact before it counts as a problem
+        #[arg(long, default_value_t = 300)]
+        imap_max_age: u64,
+        /// Failed outbox rows of the last HOURS count as a problem
+        #[arg(long, default_value_t = 24)]
+        failed_hours: u64,
+    },
+    /// A consistent copy of the SQLite database while the daemon runs
+    Backup { file: PathBuf },
+    /// Writes the man pages and shell completions into DIR (package build)
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -106,10 +127,48 @@ enum QuarantineCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Checks the hash chain
     Verify,
+    /// Lists entries: who did or read what
+    List {
+        /// Only the entries about this thread (TE-…) or message (inbound:<id>)
+        #[arg(long)]
+        subject: Option<String>,
+        /// The newest N entries
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+/// `teleavis … | head`: a closed stdout ends the command quietly (exit 0) instead of the
+/// "failed printing to stdout: Broken pipe" panic. Every other panic keeps the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("(os error 32)") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -121,6 +180,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Command::GenerateAssets { dir } = &args.command {
+        return match cli::generate_assets(Args::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = args
         .config
         .or_else(|| std::env::var_os("TELEAVIS_CONFIG").map(PathBuf::from))
@@ -189,11 +257,33 @@ fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => cli::audit_verify(&settings).await,
+            Command::Audit {
+                command:
+                    AuditCommand::List {
+                        subject,
+                        limit,
+                        format,
+                    },
+            } => cli::audit_list(&settings, subject, limit, fmt(&format)?).await,
+            Command::Status {
+                format,
+                imap_max_age,
+                failed_hours,
+            } => {
+                let limits = cli::StatusLimits {
+                    imap_max_age_seconds: imap_max_age,
+                    failed_hours,
+                };
+                cli::status(&settings, limits, fmt(&format)?).await
+            }
+            Command::Backup { file } => cli::backup(&settings, &file).await,
+            Command::GenerateAssets { .. } => Ok(()),
             Command::Purge { older_than } => cli::purge(&settings, older_than).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             match e.downcast_ref::<cli::UsageError>() {

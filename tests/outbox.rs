@@ -8,51 +8,14 @@ mod gateway;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use common::{MailSystem, open_as};
 use gateway::{ADMIN, Db, Gateway};
-use teleavis::address::EmailAddress;
-use teleavis::mail::compose::Outgoing;
 use teleavis::store::OutboxStatus;
 
 const T: Duration = Duration::from_secs(60);
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
-}
-
-/// Queues a notice to `to` exactly as the intake does, in its own transaction.
-fn enqueue(gw: &Gateway, to: &str) -> (i64, String) {
-    let settings = teleavis::config::load_and_validate(&gw.config).expect("config");
-    rt().block_on(async {
-        let store = gw.store().await;
-        let mut tx = store.begin().await.unwrap();
-        let m = Outgoing {
-            from_name: settings.gateway.display_name.clone(),
-            from: settings.gateway.address.clone(),
-            to: vec![EmailAddress::parse(to).unwrap()],
-            reply_to: None,
-            subject: "Téléexpertise — Test".into(),
-            thread: None,
-            in_reply_to: None,
-            references: vec![],
-            automatic: true,
-            text: "Bonjour".into(),
-            attachments: vec![],
-        };
-        let r = teleavis::outbox::enqueue(
-            &store,
-            &mut tx,
-            &settings,
-            teleavis::store::OutboxKind::Notice,
-            &m,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        r
-    })
 }
 
 fn row(gw: &Gateway, id: i64) -> teleavis::store::OutboxRow {
@@ -66,7 +29,7 @@ fn permanent_failure_is_recorded_and_reported_to_the_admin() {
     // Signed only when no certificate is known, so the message reaches Postfix, which accepts it
     // on the submission port and bounces it: no delivery outside the test domains.
     gw.start_with_env(&[("TELEAVIS__SMIME__ENCRYPT_OUTGOING", "when-possible")]);
-    let (id, message_id) = enqueue(&gw, "quelquun@ailleurs.example");
+    let (id, message_id) = gw.enqueue_notice("quelquun@ailleurs.example");
     let failed = gw.wait_until("the bounce to fail the row", T, || {
         let r = row(&gw, id);
         (r.status == OutboxStatus::Failed).then_some(r)
@@ -100,7 +63,7 @@ fn recipient_without_certificate_is_held_not_sent_in_clear() {
     let mut gw = Gateway::new(&mail, Db::Sqlite);
     gw.start();
     // A local mailbox that exists but whose certificate the gateway has never seen.
-    let (id, message_id) = enqueue(&gw, "inconnu@cabinet.test");
+    let (id, message_id) = gw.enqueue_notice("inconnu@cabinet.test");
     let held = gw.wait_until("the row to be held", T, || {
         let r = row(&gw, id);
         (r.status == OutboxStatus::Held).then_some(r)

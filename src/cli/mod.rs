@@ -1,14 +1,22 @@
 //! The administrative commands: check-config, migrate, threads, report, stats, quarantine,
-//! audit, purge. Each prints for a person (table, text) or a program (JSON, CSV).
+//! audit, purge, status, backup. Each prints for a person (table, text) or a program (JSON, CSV).
 
+mod assets;
+mod audit;
+mod backup;
 mod quarantine;
+mod status;
 mod threads;
 
 use std::path::Path;
 
 use anyhow::Context;
 
+pub use assets::generate_assets;
+pub use audit::{OPERATOR_READ, audit_list, audit_verify, operator, record_read};
+pub use backup::backup;
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
+pub use status::{NeedsAttention, StatusLimits, status};
 pub use threads::{purge, report, stats, threads_list, threads_show};
 
 use crate::config::Settings;
@@ -100,21 +108,6 @@ pub async fn check_config(settings: &Settings, path: &Path, connect: bool) -> an
     }
     println!("{}: configuration OK", path.display());
     Ok(())
-}
-
-pub async fn audit_verify(settings: &Settings) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
-    let report = store.verify_audit().await?;
-    match report.first_bad {
-        None => {
-            println!("audit chain OK: {} rows", report.rows);
-            Ok(())
-        }
-        Some((id, what)) => anyhow::bail!(
-            "audit chain BROKEN at row {id}: {what} ({} rows checked)",
-            report.rows
-        ),
-    }
 }
 
 /// Fixed-width table for a terminal.

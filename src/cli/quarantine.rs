@@ -52,6 +52,7 @@ pub async fn quarantine_show(settings: &Settings, id: i64) -> anyhow::Result<()>
         .get_inbound(id)
         .await?
         .ok_or_else(|| UsageError(format!("no message {id}")))?;
+    super::record_read(&store, "quarantine show", &format!("inbound:{id}")).await?;
     println!("id:          {}", row.meta.id);
     println!("received_at: {}", row.meta.received_at.to_rfc3339());
     println!(

@@ -82,6 +82,7 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
         .get_thread(&id)
         .await?
         .ok_or_else(|| UsageError(format!("no thread {id}")))?;
+    super::record_read(&store, "threads show", &id).await?;
     let messages = store.thread_messages(&id).await?;
     match format {
         Format::Json => {
@@ -154,6 +155,7 @@ pub async fn report(
     let Some(thread) = store.thread(&tid).await? else {
         return Err(UsageError(format!("no thread {id}")).into());
     };
+    super::record_read(&store, "report", &id).await?;
     let messages = store.thread_messages(&id).await?;
     let (catalogue, _) = crate::catalogue::Catalogue::compile(settings);
     let network = &settings.gateway.network;

@@ -258,6 +258,7 @@ impl Worker {
                 let mut c = self.store.begin().await?;
                 self.store.mark_sent(&mut c, row.id, now).await?;
                 c.commit().await?;
+                crate::metrics::outbox_sent(row.kind.as_str());
                 info!(outbox_id = row.id, kind = %row.kind, thread = ?row.thread_id, "sent");
             }
             Outcome::Retry {

@@ -18,6 +18,7 @@ mod error;
 mod inbound;
 mod kinds;
 mod lease;
+mod ops;
 mod outbox;
 mod recipients;
 mod redact;
@@ -45,6 +46,7 @@ pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
 pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::Lease;
+pub use ops::{AuditRow, InstanceBeat, InstanceRow, OpsSnapshot};
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
 pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
@@ -191,6 +193,12 @@ impl Store {
                 "accepted_signatures",
                 include_str!("../../migrations/sqlite/0002_accepted_signatures.sql"),
                 include_str!("../../migrations/postgres/0002_accepted_signatures.sql"),
+            ),
+            (
+                4,
+                "instances",
+                include_str!("../../migrations/sqlite/0004_instances.sql"),
+                include_str!("../../migrations/postgres/0004_instances.sql"),
             ),
         ];
         let migrations = MIGRATIONS

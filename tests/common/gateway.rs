@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use serde_json::Value;
+use teleavis::address::EmailAddress;
+use teleavis::mail::compose::Outgoing;
 
 use crate::common::{MailSystem, pki, repo_root};
 
@@ -314,6 +317,42 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Queues a notice to `to` exactly as the intake does, in its own transaction.
+    pub fn enqueue_notice(&self, to: &str) -> (i64, String) {
+        let settings = teleavis::config::load_and_validate(&self.config).expect("config");
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(async {
+                let store = self.store().await;
+                let mut tx = store.begin().await.unwrap();
+                let m = Outgoing {
+                    from_name: settings.gateway.display_name.clone(),
+                    from: settings.gateway.address.clone(),
+                    to: vec![EmailAddress::parse(to).unwrap()],
+                    reply_to: None,
+                    subject: "Téléexpertise — Test".into(),
+                    thread: None,
+                    in_reply_to: None,
+                    references: vec![],
+                    automatic: true,
+                    text: "Bonjour".into(),
+                    attachments: vec![],
+                };
+                let r = teleavis::outbox::enqueue(
+                    &store,
+                    &mut tx,
+                    &settings,
+                    teleavis::store::OutboxKind::Notice,
+                    &m,
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+                r
+            })
     }
 
     /// The database, through the library.

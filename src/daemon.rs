@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use crate::config::{LogFormat, LogSettings, Settings};
 use crate::intake::{Fetched, Intake};
 use crate::mail::imap::{IdleOutcome, ImapClient};
-use crate::outbox::Worker;
+use crate::outbox::{Wake, Worker};
 use crate::smime::SmimeEngine;
 use crate::store::Store;
 
@@ -53,19 +53,54 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let intake = Arc::new(Intake::new(settings.clone(), store.clone(), smime.clone()));
+    if store.backend() == crate::store::Backend::Sqlite {
+        // One instance by design: a claim left in the database belongs to a process that is
+        // gone (killed mid-send), and its row is sent again now rather than after the lease.
+        store
+            .release_all_claims()
+            .await
+            .context("freeing the claims of a previous run")?;
+    }
 
+    let wake = Wake::default();
+    // SQLite: always live. PostgreSQL: once the claim locks are taken (outbox::hold_claims).
+    let (live_tx, live_rx) = watch::channel(store.backend() == crate::store::Backend::Sqlite);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(intake_loop(
         settings.clone(),
         store.clone(),
         intake.clone(),
+        wake.clone(),
         stop_rx.clone(),
     ));
+    let mut names = Vec::new();
     for index in 0..settings.outbox.workers {
-        let worker = Worker::new(settings.clone(), store.clone(), smime.clone(), index)?;
-        tasks.spawn(worker.run(stop_rx.clone()));
+        let worker = Worker::new(
+            settings.clone(),
+            store.clone(),
+            smime.clone(),
+            index,
+            live_rx.clone(),
+        )?;
+        names.push(worker.name().to_string());
+        tasks.spawn(worker.run(stop_rx.clone(), wake.subscribe()));
     }
-    tasks.spawn(housekeeping(intake.clone(), stop_tx.subscribe()));
+    tasks.spawn(crate::outbox::hold_claims(
+        store.clone(),
+        names,
+        live_tx,
+        stop_rx.clone(),
+    ));
+    tasks.spawn(crate::outbox::listen(
+        store.clone(),
+        wake.clone(),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(housekeeping(
+        intake.clone(),
+        wake.clone(),
+        stop_tx.subscribe(),
+    ));
 
     notify(&[sd_notify::NotifyState::Ready]);
     spawn_watchdog(stop_tx.subscribe());
@@ -146,16 +181,29 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// The first IMAP reconnect delay, and the cap of its doubling.
+const IMAP_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// `base` with jitter: between half of it and all of it, so that instances (or a gateway and
+/// its server restarting) do not retry in step.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::random_range(0.5..=1.0))
+}
+
 /// Connects, drains the mailbox, waits in IDLE (or polls), and starts over on any error with
-/// backoff. With PostgreSQL, only the holder of the mailbox lease reads the mailbox.
+/// backoff: doubling from 1 s up to 60 s, with jitter, back to the first step after a session
+/// that worked (logged in and read the mailbox), so a short blip after an old outage is
+/// recovered in about a second. With PostgreSQL, only the holder of the mailbox lease reads
+/// the mailbox.
 async fn intake_loop(
     settings: Arc<Settings>,
     store: Store,
     intake: Arc<Intake>,
+    wake: Wake,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_secs(1);
-    let max_backoff = Duration::from_secs(300);
+    let (first_backoff, max_backoff) = IMAP_BACKOFF;
+    let mut backoff = first_backoff;
     let lease_name = format!(
         "mailbox:{}:{}",
         settings.imap.username, settings.imap.mailbox
@@ -190,11 +238,25 @@ async fn intake_loop(
                 }
             }
         }
-        match session(&settings, &intake, &mut stop, lease.as_mut()).await {
+        let mut worked = false;
+        match session(
+            &settings,
+            &intake,
+            &wake,
+            &mut stop,
+            lease.as_mut(),
+            &mut worked,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
-                warn!(error = %format!("{e:#}"), retry_in = ?backoff, "IMAP session ended");
-                if sleep_or_stop(backoff, &mut stop).await {
+                if worked {
+                    backoff = first_backoff;
+                }
+                let delay = jittered(backoff);
+                warn!(error = %format!("{e:#}"), retry_in = ?delay, "IMAP session ended");
+                if sleep_or_stop(delay, &mut stop).await {
                     return;
                 }
                 backoff = (backoff * 2).min(max_backoff);
@@ -203,12 +265,15 @@ async fn intake_loop(
     }
 }
 
-/// One IMAP session: returns Ok only when a stop was requested.
+/// One IMAP session: returns Ok only when a stop was requested. Sets `worked` once it has
+/// logged in and selected the mailbox.
 async fn session(
     settings: &Settings,
     intake: &Arc<Intake>,
+    wake: &Wake,
     stop: &mut watch::Receiver<bool>,
     mut lease: Option<&mut crate::store::Lease>,
+    worked: &mut bool,
 ) -> anyhow::Result<()> {
     let imap = &settings.imap;
     let mut client = ImapClient::connect(imap).await?;
@@ -224,6 +289,7 @@ async fn session(
             warn!(old = ?last_uidvalidity, new = state.uidvalidity, "UIDVALIDITY changed");
         }
         last_uidvalidity = Some(state.uidvalidity);
+        *worked = true;
         for uid in client.uids().await? {
             if *stop.borrow() {
                 return Ok(());
@@ -233,32 +299,40 @@ async fn session(
             {
                 anyhow::bail!("mailbox lease lost");
             }
-            let Some(raw) = client.fetch_raw(uid).await? else {
-                continue;
-            };
-            let fetched = Fetched {
-                mailbox: imap.mailbox.clone(),
-                uidvalidity: state.uidvalidity,
-                uid,
-                raw,
-            };
-            // Its own task, so that even a panic on a message quarantines it instead of
-            // stopping the mailbox (the copy keeps the bytes for that case).
-            let copy = fetched.clone();
-            let task = {
-                let intake = intake.clone();
-                tokio::spawn(async move { intake.handle(fetched).await })
-            };
-            let handled = match task.await {
-                Ok(r) => r?,
-                Err(e) if e.is_panic() => {
-                    tracing::error!(uid, "a bug met this message: quarantined");
-                    intake
-                        .quarantine_failure(&copy, "panic while handling the message")
-                        .await?
+            let handled = match client.size(uid).await? {
+                None => continue,
+                // Refused from its size: the body is never downloaded.
+                Some(size) if u64::from(size) > settings.limits.max_message_bytes => {
+                    let Some(headers) = client.fetch_header(uid).await? else {
+                        continue;
+                    };
+                    let f = Fetched {
+                        mailbox: imap.mailbox.clone(),
+                        uidvalidity: state.uidvalidity,
+                        uid,
+                        raw: headers,
+                    };
+                    warn!(
+                        uid,
+                        size, "message over limits.max_message_bytes: not downloaded"
+                    );
+                    intake.quarantine_oversized(f, u64::from(size)).await?
                 }
-                Err(e) => return Err(e.into()),
+                Some(_) => {
+                    let Some(raw) = client.fetch_raw(uid).await? else {
+                        continue;
+                    };
+                    let fetched = Fetched {
+                        mailbox: imap.mailbox.clone(),
+                        uidvalidity: state.uidvalidity,
+                        uid,
+                        raw,
+                    };
+                    handle_one(intake, &mut client, fetched).await?
+                }
             };
+            // Committed: what it queued may leave now, while the message is moved.
+            wake.notify();
             if fault_injected("abort-after-commit") {
                 // The reliability tests crash the daemon exactly between COMMIT and MOVE.
                 tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");
@@ -289,11 +363,48 @@ async fn session(
     }
 }
 
-/// Closes idle threads and retries held messages, once a minute.
-async fn housekeeping(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
+/// Runs the pipeline on one message in its own task, so that even a panic on a message
+/// quarantines it instead of stopping the mailbox. The bytes are not kept aside for that case
+/// (a second copy of every message): the message is still in the mailbox and fetched again.
+async fn handle_one(
+    intake: &Arc<Intake>,
+    client: &mut ImapClient,
+    fetched: Fetched,
+) -> anyhow::Result<crate::intake::Handled> {
+    let (mailbox, uidvalidity, uid) = (fetched.mailbox.clone(), fetched.uidvalidity, fetched.uid);
+    let task = {
+        let intake = intake.clone();
+        tokio::spawn(async move { intake.handle(fetched).await })
+    };
+    match task.await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            tracing::error!(uid, "a bug met this message: quarantined");
+            let raw = client
+                .fetch_raw(uid)
+                .await?
+                .context("the message vanished after a panic")?;
+            let copy = Fetched {
+                mailbox,
+                uidvalidity,
+                uid,
+                raw,
+            };
+            intake
+                .quarantine_failure(&copy, "panic while handling the message")
+                .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Closes idle threads and retries held messages, once a minute; wakes the outbox after (the
+/// compte-rendus of closed threads, released held rows).
+async fn housekeeping(intake: Arc<Intake>, wake: Wake, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = intake.housekeeping().await {
-            warn!(error = %format!("{e:#}"), "housekeeping failed");
+        match intake.housekeeping().await {
+            Ok(_) => wake.notify(),
+            Err(e) => warn!(error = %format!("{e:#}"), "housekeeping failed"),
         }
         if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
             return;

@@ -8,6 +8,8 @@
 pub mod bounce;
 pub mod envelope;
 pub mod notices;
+// Issue 12 hook: quarantine from RFC822.SIZE, headers only.
+mod oversized;
 pub mod reason;
 pub mod workflow;
 

@@ -38,8 +38,11 @@ use tracing::{debug, info};
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
-pub use lease::Lease;
-pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
+pub use lease::{ClaimHolder, Lease};
+pub use outbox::{
+    Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
+    outbox_message_id,
+};
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
 pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};

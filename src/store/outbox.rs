@@ -12,7 +12,15 @@
 //! by a `FOR UPDATE SKIP LOCKED` subquery, so concurrent workers never wait on or share a row;
 //! on SQLite the statement runs under the database write lock. A claim is a lease: a worker that
 //! dies leaves the row claimable again once `claimed_until` passes. Delivery is therefore at
-//! least once.
+//! least once. Faster than the lease, a claim dies with its holder: on SQLite (one instance by
+//! design) the daemon frees every claim at start ([`Store::release_all_claims`]); on
+//! PostgreSQL a row whose claimer holds no liveness lock (`ClaimHolder`, `store/lease.rs`) is
+//! free at once. Within one live holder the lease still keeps two workers off one row.
+//!
+//! **Waking.** On PostgreSQL, [`Store::enqueue`] issues `NOTIFY teleavis_outbox` in the
+//! caller's transaction: PostgreSQL delivers it at commit, to every instance listening
+//! ([`Store::outbox_listener`]), never for a rolled back row. [`Store::next_due_after`] tells
+//! a worker when the next retry falls due, so it sleeps until then rather than polling.
 //!
 //! **Recording.** `mark_retry`, `mark_failed` and `mark_held` only apply to a row still
 //! `pending`, and `mark_sent` to a row not already `sent`: a slow worker whose claim expired can
@@ -159,7 +167,13 @@ macro_rules! outbox_cols {
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = (",
     "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3 ",
-    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3) ",
+    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3 ",
+    // The claimer is gone: no session of this database holds its liveness lock
+    // (store/lease.rs, CLAIM_LOCK_SPACE = 0x74656c65).
+    "OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted ",
+    "AND l.objsubid = 2 AND l.classid::bigint = 1952803941 ",
+    "AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) ",
+    "AND l.objid::bigint = (hashtext(o.claimed_by)::bigint & 4294967295))) ",
     // Mail about one thread reaches each recipient in the order it was queued (the forward
     // before the expert's note, the answer before the compte-rendu), whatever the number of
     // workers; a recipient whose server is down delays no one else.
@@ -181,6 +195,25 @@ const CLAIM_SQLITE: &str = concat!(
     "ORDER BY o.next_attempt_at, o.id LIMIT 1) RETURNING ",
     outbox_cols!()
 );
+
+/// The PostgreSQL notification channel that says "a row was queued".
+pub const OUTBOX_CHANNEL: &str = "teleavis_outbox";
+
+/// A PostgreSQL session listening on [`OUTBOX_CHANNEL`].
+pub struct OutboxListener(sqlx::postgres::PgListener);
+
+impl OutboxListener {
+    /// Waits for the next notification. `Ok(false)` when the session was lost and has just been
+    /// re-established: notifications may have been missed, so the caller should look anyway.
+    pub async fn next(&mut self) -> Result<bool> {
+        let got = self
+            .0
+            .try_recv()
+            .await
+            .ctx("waiting for outbox notifications")?;
+        Ok(got.is_some())
+    }
+}
 
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     let id: i64 = col(row, "id")?;
@@ -260,6 +293,14 @@ impl Store {
             .execute(&mut *conn)
             .await
             .with_ctx(|| format!("storing the body of outgoing message #{id}"))?;
+        if self.backend == Backend::Postgres {
+            // Delivered at commit, to every instance (see the module documentation).
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *conn)
+                .await
+                .ctx("notifying the outbox workers")?;
+        }
         debug!(outbox_id = id, %message_id, kind = %new.kind, "outgoing message queued");
         Ok(Enqueued { id, message_id })
     }
@@ -297,6 +338,66 @@ impl Store {
             );
         }
         Ok(row)
+    }
+
+    /// Frees every claim. Only for SQLite at daemon start: one instance by design, so any claim
+    /// left was made by a process that is gone. Returns how many were freed.
+    pub async fn release_all_claims(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE claimed_by IS NOT NULL OR claimed_until IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await
+        .ctx("freeing the claims of a previous run")?;
+        let n = done.rows_affected();
+        if n > 0 {
+            info!(count = n, "claims of a previous run freed");
+        }
+        Ok(n)
+    }
+
+    /// When the next pending row falls due strictly after `now` (its retry time, or the end of
+    /// its claim), if any: the outbox sleeps until then. Rows due already but not claimable
+    /// (waiting behind an earlier message of their thread) are left to the wake-up of the send
+    /// that unblocks them.
+    pub async fn next_due_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(due) FROM (SELECT CASE WHEN claimed_until IS NOT NULL \
+             AND claimed_until > next_attempt_at THEN claimed_until ELSE next_attempt_at END \
+             AS due FROM outbox WHERE status = 'pending') AS d WHERE due > $1",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .ctx("finding the next due outgoing message")?;
+        next.map(|t| {
+            super::parse_ts(&t).map_err(|e| StoreError::Corrupt {
+                column: "outbox.next_attempt_at",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// A session listening for queued rows (PostgreSQL; `None` on SQLite, where the daemon
+    /// wakes its own workers after each commit).
+    pub async fn outbox_listener(&self) -> Result<Option<OutboxListener>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: self.backend,
+                url: super::redact_url(&self.url),
+                source,
+            })?;
+        listener
+            .listen(OUTBOX_CHANNEL)
+            .await
+            .ctx("listening for outbox notifications")?;
+        Ok(Some(OutboxListener(listener)))
     }
 
     /// Records a successful send. False if the row was already `sent` (or does not exist).
@@ -525,6 +626,13 @@ mod tests {
         q
     }
 
+    /// Liveness locks for these worker names (PostgreSQL; nothing on SQLite), as the daemon
+    /// takes them: without them a PostgreSQL claim counts as its holder's, dead.
+    async fn live(store: &Store, names: &[&str]) -> Option<crate::store::ClaimHolder> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        store.hold_claims(&names).await.unwrap()
+    }
+
     #[test]
     fn message_id_format() {
         assert_eq!(
@@ -607,6 +715,7 @@ mod tests {
         both("outbox_transitions", |store| async move {
             let t0 = now();
             let lease = Duration::from_secs(60);
+            let _live = live(&store, &["w1", "w2", "w3"]).await;
             let a = enqueue_one(&store, t0).await;
             // Another thread: rows of one thread are claimed one after the other.
             let b = enqueue_for(
@@ -714,6 +823,7 @@ mod tests {
     #[tokio::test]
     async fn mail_of_one_thread_is_claimed_in_queue_order() {
         both("outbox_thread_order", |store| async move {
+            let _live = live(&store, &["w0", "w1"]).await;
             let t0 = now();
             let first = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
             let second = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
@@ -739,6 +849,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claimers_never_share_a_row() {
         both("outbox_concurrent_claims", |store| async move {
+            let _live = live(&store, &["w0", "w1"]).await;
             let t0 = now();
             let mut ids = HashSet::new();
             // One thread each: mail of one thread is claimed in order (see below).
@@ -790,6 +901,97 @@ mod tests {
             let mut expected: Vec<i64> = ids.into_iter().collect();
             expected.sort_unstable();
             assert_eq!(all, expected, "every row claimed exactly once");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn claims_die_with_their_holder() {
+        both("outbox_dead_holder", |store| async move {
+            let t0 = now();
+            let a = enqueue_one(&store, t0).await;
+            let t = t0 + chrono::Duration::seconds(1);
+            let lease = Duration::from_secs(300);
+            let holder = live(&store, &["gone:1:0"]).await;
+            let c = store
+                .claim_due(t, "gone:1:0", lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.id, a.id);
+            let _other = live(&store, &["next:2:0"]).await;
+            if let Some(mut h) = holder {
+                // PostgreSQL: alive, the claim holds for its whole lease...
+                assert!(h.is_alive().await);
+                assert!(
+                    store
+                        .claim_due(t, "next:2:0", lease)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                // ...and its holder's session ending frees it at once.
+                drop(h);
+                let mut got = None;
+                for _ in 0..50 {
+                    got = store.claim_due(t, "next:2:0", lease).await.unwrap();
+                    if got.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert_eq!(
+                    got.map(|r| r.id),
+                    Some(a.id),
+                    "taken over once the holder died"
+                );
+            } else {
+                // SQLite: the next start frees every claim.
+                assert!(
+                    store
+                        .claim_due(t, "next:2:0", lease)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                assert_eq!(store.release_all_claims().await.unwrap(), 1);
+                let got = store.claim_due(t, "next:2:0", lease).await.unwrap();
+                assert_eq!(got.map(|r| r.id), Some(a.id));
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn next_due_is_the_nearest_future_retry_or_claim_end() {
+        both("outbox_next_due", |store| async move {
+            let t0 = now();
+            assert_eq!(store.next_due_after(t0).await.unwrap(), None);
+            let a = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
+            // Due already: not a reason to wake later.
+            assert_eq!(store.next_due_after(t0).await.unwrap(), None);
+            let retry_at = t0 + chrono::Duration::seconds(90);
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                store
+                    .mark_retry(&mut tx, a.id, retry_at, "451")
+                    .await
+                    .unwrap()
+            );
+            tx.commit().await.unwrap();
+            assert_eq!(store.next_due_after(t0).await.unwrap(), Some(retry_at));
+            let _b = enqueue_for(&store, t0, Some("TE-2026-000002")).await;
+            let _live = live(&store, &["w"]).await;
+            let claimed = store
+                .claim_due(t0, "w", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.next_due_after(t0).await.unwrap(),
+                claimed.claimed_until,
+                "the end of a claim comes before the retry"
+            );
         })
         .await;
     }

@@ -192,7 +192,7 @@ fn jittered(base: Duration) -> Duration {
 
 /// Connects, drains the mailbox, waits in IDLE (or polls), and starts over on any error with
 /// backoff: doubling from 1 s up to 60 s, with jitter, back to the first step after a session
-/// that worked (logged in and read the mailbox), so a short blip after an old outage is
+/// that worked (handled a message or read the mailbox to the end), so a short blip after an old outage is
 /// recovered in about a second. With PostgreSQL, only the holder of the mailbox lease reads
 /// the mailbox.
 async fn intake_loop(
@@ -204,6 +204,7 @@ async fn intake_loop(
 ) {
     let (first_backoff, max_backoff) = IMAP_BACKOFF;
     let mut backoff = first_backoff;
+    let mut db_outage = DbOutage::default();
     let lease_name = format!(
         "mailbox:{}:{}",
         settings.imap.username, settings.imap.mailbox
@@ -231,7 +232,8 @@ async fn intake_loop(
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot take the mailbox lease");
-                    if sleep_or_stop(backoff, &mut stop).await {
+                    db_outage.failed(&settings, &intake, &anyhow::Error::from(e));
+                    if sleep_or_stop(jittered(backoff), &mut stop).await {
                         return;
                     }
                     continue;
@@ -253,6 +255,10 @@ async fn intake_loop(
             Err(e) => {
                 if worked {
                     backoff = first_backoff;
+                    db_outage = DbOutage::default();
+                }
+                if is_database_error(&e) {
+                    db_outage.failed(&settings, &intake, &e);
                 }
                 let delay = jittered(backoff);
                 warn!(error = %format!("{e:#}"), retry_in = ?delay, "IMAP session ended");
@@ -265,8 +271,62 @@ async fn intake_loop(
     }
 }
 
+/// Whether the database is behind an error (as opposed to IMAP or a message).
+fn is_database_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>().is_some()
+            || c.downcast_ref::<sqlx::Error>().is_some()
+    })
+}
+
+/// Sessions that failed in a row on the database (full disk, server down): the messages stay
+/// in the mailbox, and the admin is alerted once per outage, straight over SMTP since the
+/// outbox is in that very database.
+#[derive(Default)]
+struct DbOutage {
+    failures: u32,
+    alerted: bool,
+}
+
+impl DbOutage {
+    /// Failures in a row before the alert: a lone one is a blip (a restart, a lock).
+    const ALERT_AFTER: u32 = 2;
+
+    fn failed(&mut self, settings: &Arc<Settings>, intake: &Arc<Intake>, e: &anyhow::Error) {
+        self.failures += 1;
+        error!(failures = self.failures, error = %format!("{e:#}"),
+            "the database refuses the mail: it stays in the mailbox until the database accepts it");
+        if self.failures < Self::ALERT_AFTER || self.alerted {
+            return;
+        }
+        self.alerted = true;
+        let text = format!(
+            "La base de données de la passerelle refuse les écritures (disque plein ? serveur \
+             arrêté ?).\n\nLes messages reçus restent dans la boîte {} et seront traités dès \
+             qu'elle les acceptera ; rien n'est perdu.\n\nErreur : {e:#}\n",
+            settings.imap.mailbox
+        );
+        let (settings, intake) = (settings.clone(), intake.clone());
+        tokio::spawn(async move {
+            let sent = crate::outbox::alert_admin_directly(
+                &settings,
+                &intake.store,
+                &intake.smime,
+                "[teleavis] Base de données indisponible",
+                text,
+            )
+            .await;
+            match sent {
+                Ok(()) => info!("admin alerted: database unavailable"),
+                Err(e) => error!(error = %format!("{e:#}"), "cannot alert the admin"),
+            }
+        });
+    }
+}
+
 /// One IMAP session: returns Ok only when a stop was requested. Sets `worked` once it has
-/// logged in and selected the mailbox.
+/// handled a message or read the mailbox to the end (a session that logs in and then fails on
+/// every message, the database being full say, does not reset the backoff).
 async fn session(
     settings: &Settings,
     intake: &Arc<Intake>,
@@ -289,7 +349,6 @@ async fn session(
             warn!(old = ?last_uidvalidity, new = state.uidvalidity, "UIDVALIDITY changed");
         }
         last_uidvalidity = Some(state.uidvalidity);
-        *worked = true;
         for uid in client.uids().await? {
             if *stop.borrow() {
                 return Ok(());
@@ -341,10 +400,13 @@ async fn session(
             // Only now, with everything committed, does the message leave the mailbox.
             client.move_to(uid, &handled.destination).await?;
             intake.moved(handled.inbound_id).await?;
+            *worked = true;
         }
         if *stop.borrow() {
             return Ok(());
         }
+        // The mailbox was read to the end: this session worked.
+        *worked = true;
         if client.has_idle() {
             let idle = client.idle_wait(Duration::from_secs(imap.idle_seconds));
             tokio::select! {

@@ -6,8 +6,10 @@
 //! (`Store::next_due_after`), or at most `outbox.poll_seconds` (the safety net); it keeps its
 //! SMTP connection between messages (`mail/smtp_session.rs`).
 
+mod direct;
 mod wake;
 
+pub use direct::alert_admin_directly;
 pub use wake::{Wake, hold_claims, listen};
 
 use std::sync::Arc;

@@ -48,6 +48,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(Store, Arc<SmimeEngine
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    return_large_buffers_promptly();
     let settings = Arc::new(settings);
     let (store, smime) = open(&settings).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -120,6 +121,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Has the allocator give large buffers back to the system as soon as they are freed. A
+/// 25 MiB message goes through several stages (fetched, stored, decrypted, parsed, forwarded,
+/// signed, encrypted), each with its own buffer; glibc raises its mmap threshold after the
+/// first such buffer is freed and serves the next ones from heaps it keeps, so the peak RSS
+/// was the sum of every stage's buffers instead of those alive at once (measured with a
+/// 24.5 MiB request, debug build: 452 MB, 194 MB with a fixed threshold). 1 MiB leaves the
+/// everyday messages (a few hundred KiB) to the heap.
+fn return_large_buffers_promptly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::raw::c_int;
+        const M_MMAP_THRESHOLD: c_int = -3;
+        unsafe extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        // SAFETY: mallopt only tunes glibc's allocator; any value is valid, and a refusal
+        // (return 0) leaves the default behaviour.
+        let _ = unsafe { mallopt(M_MMAP_THRESHOLD, 1 << 20) };
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
@@ -180,6 +202,14 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = stop.changed() => true,
     }
 }
+
+/// While mail keeps coming (some arrived in the last [`BUSY_FOR`]), the mailbox is polled
+/// with a NOOP every [`BUSY_POLL`] instead of waiting in IDLE: servers delay IDLE notifications to batch
+/// changes (Dovecot by 500 ms, `NOTIFY_DELAY_MSECS` in its mailbox-watch.c), which alone
+/// would exceed the 0.2 s a request may spend in the gateway. After a quiet [`BUSY_FOR`],
+/// back to IDLE, so an idle desk costs the server nothing.
+const BUSY_POLL: Duration = Duration::from_millis(40);
+const BUSY_FOR: Duration = Duration::from_secs(10);
 
 /// The first IMAP reconnect delay, and the cap of its doubling.
 const IMAP_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
@@ -341,6 +371,8 @@ async fn session(
         .ensure_mailboxes(&[&imap.processed_mailbox, &imap.quarantine_mailbox])
         .await?;
     let mut last_uidvalidity = None;
+    // When mail last came: while it keeps coming, the mailbox is polled (see BUSY_POLL).
+    let mut last_mail: Option<std::time::Instant> = None;
     loop {
         let state = client.select(&imap.mailbox).await?;
         if last_uidvalidity.is_some_and(|v| v != state.uidvalidity) {
@@ -349,7 +381,11 @@ async fn session(
             warn!(old = ?last_uidvalidity, new = state.uidvalidity, "UIDVALIDITY changed");
         }
         last_uidvalidity = Some(state.uidvalidity);
-        for uid in client.uids().await? {
+        let uids = client.uids().await?;
+        if !uids.is_empty() {
+            last_mail = Some(std::time::Instant::now());
+        }
+        for uid in uids {
             if *stop.borrow() {
                 return Ok(());
             }
@@ -407,6 +443,18 @@ async fn session(
         }
         // The mailbox was read to the end: this session worked.
         *worked = true;
+        if last_mail.is_some_and(|t| t.elapsed() < BUSY_FOR) {
+            // Busy: a NOOP every BUSY_POLL until new mail shows or it has been quiet.
+            loop {
+                if sleep_or_stop(BUSY_POLL, stop).await {
+                    return Ok(());
+                }
+                if client.has_news().await? || last_mail.is_none_or(|t| t.elapsed() >= BUSY_FOR) {
+                    break;
+                }
+            }
+            continue;
+        }
         if client.has_idle() {
             let idle = client.idle_wait(Duration::from_secs(imap.idle_seconds));
             tokio::select! {

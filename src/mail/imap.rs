@@ -564,6 +564,13 @@ impl ImapClient {
         Ok(())
     }
 
+    /// NOOP, and whether new mail was reported since the last SELECT or look (a cheap poll of
+    /// the selected mailbox: the server syncs it for a NOOP, with no notification delay).
+    pub async fn has_news(&mut self) -> Result<bool, MailError> {
+        self.noop().await?;
+        Ok(std::mem::take(&mut self.news))
+    }
+
     /// LOGOUT, best effort (errors are ignored: the connection is closed either way).
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.session.logout()).await;

@@ -159,10 +159,12 @@ impl Worker {
             // Without its liveness locks a claim would look dead to other instances at once.
             return Ok(None);
         }
-        let Some(row) = self.store.claim_due(now, &self.name, lease).await? else {
+        let Some(mut row) = self.store.claim_due(now, &self.name, lease).await? else {
             return Ok(None);
         };
-        let outcome = self.deliver(&row, now).await;
+        // The cleartext is not kept beside its signed and encrypted form while it is sent.
+        let raw = std::mem::take(&mut row.raw);
+        let outcome = self.deliver(&row, raw, now).await;
         if outcome == Outcome::Abandoned {
             warn!(outbox_id = row.id, "send given up: claim locks lost");
             return Ok(None);
@@ -172,7 +174,7 @@ impl Worker {
         Ok(Some((row.id, outcome)))
     }
 
-    async fn deliver(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
+    async fn deliver(&self, row: &OutboxRow, raw: Vec<u8>, now: DateTime<Utc>) -> Outcome {
         let policy = self.settings.smime.encrypt_outgoing;
         let mut certs = Vec::new();
         let mut missing = Vec::new();
@@ -195,7 +197,7 @@ impl Worker {
                 };
             }
         };
-        let protected = match self.smime.protect(&row.raw, &certs, encrypt) {
+        let protected = match self.smime.protect(&raw, &certs, encrypt) {
             Ok(p) => p,
             Err(e) => {
                 return Outcome::Failed {
@@ -203,6 +205,7 @@ impl Worker {
                 };
             }
         };
+        drop(raw);
         let mut smtp = self.smtp.lock().await;
         let mut live = self.live.clone();
         let sent = tokio::select! {
@@ -252,20 +255,20 @@ impl Worker {
     ) -> anyhow::Result<()> {
         match outcome {
             Outcome::Sent => {
-                let mut c = self.store.begin().await?;
+                // One statement: no transaction around it (three round trips to SQLite's
+                // thread instead of one, for every message sent).
+                let mut c = self.store.pool().acquire().await?;
                 self.store.mark_sent(&mut c, row.id, now).await?;
-                c.commit().await?;
                 info!(outbox_id = row.id, kind = %row.kind, thread = ?row.thread_id, "sent");
             }
             Outcome::Retry {
                 next_attempt,
                 error: last_error,
             } => {
-                let mut c = self.store.begin().await?;
+                let mut c = self.store.pool().acquire().await?;
                 self.store
                     .mark_retry(&mut c, row.id, *next_attempt, last_error)
                     .await?;
-                c.commit().await?;
             }
             Outcome::Held { reason } => {
                 error!(outbox_id = row.id, %reason, "message held");

@@ -38,10 +38,14 @@ use sqlx::any::AnyRow;
 use tracing::{debug, info, warn};
 
 use super::error::Ctx;
+
+mod wakeup;
+
 use super::{
     Backend, Result, Store, StoreError, col, col_ts, col_ts_opt, join_list, normalize_message_id,
     split_list, ts,
 };
+pub use wakeup::{OUTBOX_CHANNEL, OutboxListener};
 
 /// State of an outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,25 +200,6 @@ const CLAIM_SQLITE: &str = concat!(
     outbox_cols!()
 );
 
-/// The PostgreSQL notification channel that says "a row was queued".
-pub const OUTBOX_CHANNEL: &str = "teleavis_outbox";
-
-/// A PostgreSQL session listening on [`OUTBOX_CHANNEL`].
-pub struct OutboxListener(sqlx::postgres::PgListener);
-
-impl OutboxListener {
-    /// Waits for the next notification. `Ok(false)` when the session was lost and has just been
-    /// re-established: notifications may have been missed, so the caller should look anyway.
-    pub async fn next(&mut self) -> Result<bool> {
-        let got = self
-            .0
-            .try_recv()
-            .await
-            .ctx("waiting for outbox notifications")?;
-        Ok(got.is_some())
-    }
-}
-
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     let id: i64 = col(row, "id")?;
     let message_id: Option<String> = col(row, "message_id")?;
@@ -338,66 +323,6 @@ impl Store {
             );
         }
         Ok(row)
-    }
-
-    /// Frees every claim. Only for SQLite at daemon start: one instance by design, so any claim
-    /// left was made by a process that is gone. Returns how many were freed.
-    pub async fn release_all_claims(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL \
-             WHERE claimed_by IS NOT NULL OR claimed_until IS NOT NULL",
-        )
-        .execute(&self.pool)
-        .await
-        .ctx("freeing the claims of a previous run")?;
-        let n = done.rows_affected();
-        if n > 0 {
-            info!(count = n, "claims of a previous run freed");
-        }
-        Ok(n)
-    }
-
-    /// When the next pending row falls due strictly after `now` (its retry time, or the end of
-    /// its claim), if any: the outbox sleeps until then. Rows due already but not claimable
-    /// (waiting behind an earlier message of their thread) are left to the wake-up of the send
-    /// that unblocks them.
-    pub async fn next_due_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(due) FROM (SELECT CASE WHEN claimed_until IS NOT NULL \
-             AND claimed_until > next_attempt_at THEN claimed_until ELSE next_attempt_at END \
-             AS due FROM outbox WHERE status = 'pending') AS d WHERE due > $1",
-        )
-        .bind(ts(now))
-        .fetch_one(&self.pool)
-        .await
-        .ctx("finding the next due outgoing message")?;
-        next.map(|t| {
-            super::parse_ts(&t).map_err(|e| StoreError::Corrupt {
-                column: "outbox.next_attempt_at",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()
-    }
-
-    /// A session listening for queued rows (PostgreSQL; `None` on SQLite, where the daemon
-    /// wakes its own workers after each commit).
-    pub async fn outbox_listener(&self) -> Result<Option<OutboxListener>> {
-        if self.backend == Backend::Sqlite {
-            return Ok(None);
-        }
-        let mut listener = sqlx::postgres::PgListener::connect(&self.url)
-            .await
-            .map_err(|source| StoreError::Connect {
-                backend: self.backend,
-                url: super::redact_url(&self.url),
-                source,
-            })?;
-        listener
-            .listen(OUTBOX_CHANNEL)
-            .await
-            .ctx("listening for outbox notifications")?;
-        Ok(Some(OutboxListener(listener)))
     }
 
     /// Records a successful send. False if the row was already `sent` (or does not exist).

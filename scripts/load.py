@@ -20,6 +20,22 @@ Usage (as root, from anywhere; Python 3 stdlib + the `openssl` command):
   --timeout S        give up S seconds after the first submission (default 600)
   --strict           exit 3 when a target below is missed (default: the verdict line only)
   --keep             leave the work dir (/tmp/teleavis-load-*) in place, servers stopped
+  --rate R           steady mode: R requests a second for --duration S seconds (default 60)
+                     instead of a burst; see "Steady mode" below
+
+Steady mode (`--rate 5 --duration 60`): one request every 1/R s over one SMTP connection. A
+request's times come from Postfix's own log (delays to the microsecond:
+delay_logging_resolution_limit = 6 is set on the private Postfix): its delivery into the
+gateway's INBOX = MTA acceptance + its LMTP delay; the acknowledgement's and the forward's MTA
+acceptance = their outbox.sent_at, their delivery = that + their LMTP delay. It prints p50, p90,
+p99 and max of (a) SMTP acceptance -> acknowledgement and forward both in their mailboxes, and
+(b) gateway only: delivery into INBOX -> the MTA accepted both; the daemon's peak RSS and CPU
+per request; and, in the same run on the same messages, two floors: the bare mail system (the
+same requests submitted at the same rate straight to a group mailbox, pneumo@, no gateway) and
+the S/MIME work (examples/smime_floor.rs: decrypt + verify each request, sign + encrypt an
+acknowledgement and its forward, with the project's smime module; built with cargo when
+target/release/examples/smime_floor is missing). Each figure is shown with its ratio to its
+floor and the targets of DESIGN.md's Performance targets (TARGET_* below).
 
 What it does: like scripts/demo.sh, a test PKI (certs/make-test-pki.sh), the group and admin
 certificates in recipients/, a private Postfix + Dovecot on loopback (scripts/mailsys.py) and
@@ -65,6 +81,13 @@ import time
 TARGET_INTAKE_RPS = 2.0
 TARGET_P95_ACK_S = 30.0
 TARGET_PEAK_RSS_MB = 200.0
+# Steady mode, from DESIGN.md (Performance targets): at 5 requests/s, p99 gateway-only < 0.2 s,
+# p99 end to end < 0.5 s, CPU per request < 3 x its S/MIME floor, peak RSS < 64 MB; a large
+# request handled under 3 x its size + 64 MB.
+TARGET_P99_GATEWAY_S = 0.2
+TARGET_P99_E2E_S = 0.5
+TARGET_CPU_FLOOR_RATIO = 3.0
+TARGET_STEADY_RSS_MB = 64.0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAILTOOL = os.path.join(ROOT, "tests", "support", "mailtool.py")
@@ -330,7 +353,13 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--rate", type=float, default=0.0)
+    ap.add_argument("--duration", type=float, default=60.0)
     a = ap.parse_args()
+    if a.rate:
+        if a.rate <= 0 or a.duration <= 0:
+            ap.error("--rate and --duration must be > 0")
+        a.requests = max(1, int(round(a.rate * a.duration)))
     if a.requests < 1 or a.connections < 1 or a.attachment_kb < 0 or a.timeout <= 0:
         ap.error("--requests and --connections must be >= 1, --attachment-kb >= 0, --timeout > 0")
     if os.geteuid() != 0:
@@ -402,7 +431,8 @@ def cleanup(a, state):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_load(a, bin_src, debug_build, state):
+def setup(a, bin_src, state):
+    """PKI, mail system, database, configuration, and every request composed."""
     n = a.requests
     mt = load_mailtool()
     subprocess.run([os.path.join(ROOT, "scripts", "install-test-deps.sh")], check=False,
@@ -483,7 +513,14 @@ def run_load(a, bin_src, debug_build, state):
     say(f"composed in {time.monotonic() - t:.1f} s, {statistics.mean(sizes) / 1024:.0f} KiB "
         f"per message on the wire")
 
-    # -- the daemon
+    return {"n": n, "mt": mt, "work": work, "binary": binary, "pki": pki, "ms": ms, "pw": pw,
+            "db": db, "url": url, "cfg_path": cfg_path, "msgs": msgs, "sizes": sizes,
+            "runid": runid}
+
+
+def start_daemon(ctx, state):
+    """`teleavis run`, once it says it runs and has reached IDLE; its /proc sampler."""
+    work, binary, cfg_path, db = ctx["work"], ctx["binary"], ctx["cfg_path"], ctx["db"]
     log_path = os.path.join(work, "teleavis.log")
     logf = open(log_path, "wb")
     daemon = subprocess.Popen([binary, "--config", cfg_path, "run"], stdout=logf,
@@ -505,6 +542,18 @@ def run_load(a, bin_src, debug_build, state):
     idle_rss_kib, cpu_before = sampler.rss_kib, sampler.cpu
     sampler.start()
     say(f"teleavis run: pid {daemon.pid}, {idle_rss_kib / 1024:.1f} MB resident when idle")
+
+    return daemon, sampler, idle_rss_kib, cpu_before, db_size_before, log_path
+
+
+def run_load(a, bin_src, debug_build, state):
+    ctx = setup(a, bin_src, state)
+    if a.rate:
+        return run_steady(a, ctx, bin_src, debug_build, state)
+    n, mt, work, binary, pki = ctx["n"], ctx["mt"], ctx["work"], ctx["binary"], ctx["pki"]
+    ms, pw, db, cfg_path = ctx["ms"], ctx["pw"], ctx["db"], ctx["cfg_path"]
+    msgs, sizes = ctx["msgs"], ctx["sizes"]
+    daemon, sampler, idle_rss_kib, cpu_before, db_size_before, log_path = start_daemon(ctx, state)
 
     # -- the burst
     imap = Imap(ms["imaps_port"], os.path.join(pki, "ca.crt"), pw, mt)
@@ -704,6 +753,10 @@ def run_load(a, bin_src, debug_build, state):
           f"   (moved_at -> ack sent_at; < 0 when sent before the MOVE)")
     print(f"  daemon peak RSS (VmHWM)   {peak_mb:.1f} MB (idle before the burst "
           f"{idle_rss_kib / 1024:.1f} MB)")
+    biggest = max(sizes) / 1048576
+    print(f"  RSS for the largest one   target < 3 x {biggest:.1f} MB + 64 MB = "
+          f"{3 * biggest + 64:.0f} MB: {'met' if peak_mb < 3 * biggest + 64 else 'MISSED'} "
+          f"({peak_mb / biggest:.1f} x its size)")
     print(f"  daemon CPU time           {cpu_s:.1f} s during the run "
           f"({cpu_s / max(n, 1) * 1000:.0f} ms per request; {cpu_after:.1f} s in all)")
     print(f"  database size             {db_size / 1048576:.1f} MB "
@@ -746,6 +799,230 @@ def run_load(a, bin_src, debug_build, state):
             warn("rerun with --keep to inspect the work dir (log, database)")
         return 1
     return 3 if misses and a.strict else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# steady mode
+
+
+LOG_QID = re.compile(r"postfix/[\w/-]+\[\d+\]: ([0-9A-F]{6,}): (.*)$")
+
+
+def postfix_deliveries(path):
+    """{message-id: [(recipient, LMTP delay in s)]} from Postfix's log (status=sent only)."""
+    mids, out = {}, {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = LOG_QID.search(line)
+            if not m:
+                continue
+            qid, rest = m.groups()
+            if rest.startswith("message-id="):
+                mids[qid] = rest[len("message-id="):].strip()
+            elif "status=sent" in rest and "relay=" in rest and qid in mids:
+                to = re.search(r"to=<([^>]*)>", rest)
+                d = re.search(r"delay=([0-9.]+)", rest)
+                if to and d:
+                    out.setdefault(mids[qid], []).append((to.group(1), float(d.group(1))))
+    return out
+
+
+def steady_submit(port, msgs, rate, rcpt, times, errors):
+    """Sends msgs [(i, sender, mid, raw)] one every 1/rate s over one SMTP connection."""
+    try:
+        s = smtplib.SMTP("127.0.0.1", port, timeout=120)
+        s.ehlo("load.test")
+        eight = s.has_extn("8bitmime")
+        t0 = time.time()
+        for k, (i, sender, mid, raw) in enumerate(msgs):
+            wait = t0 + k / rate - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            opts = ["BODY=8BITMIME"] if eight and any(b > 127 for b in raw) else []
+            refused = s.sendmail(sender, [rcpt], raw, mail_options=opts)
+            if refused:
+                errors.append(f"{mid}: refused {refused}")
+                continue
+            times[mid] = time.time()
+        s.quit()
+    except Exception as e:
+        errors.append(f"SMTP: {e!r}")
+
+
+def smime_floor(ctx, bin_src):
+    """CPU seconds per request of the S/MIME work alone (examples/smime_floor.rs)."""
+    target = os.path.dirname(os.path.dirname(bin_src))
+    kind = os.path.basename(os.path.dirname(bin_src))
+    exe = os.path.join(target, kind, "examples", "smime_floor")
+    if not os.access(exe, os.X_OK):
+        say("building examples/smime_floor")
+        run(["cargo", "build", "--example", "smime_floor"]
+            + (["--release"] if kind == "release" else []), cwd=ROOT, timeout=3600)
+    files = []
+    for i, sender, mid, raw in ctx["msgs"]:
+        path = os.path.join(ctx["work"], f"request-{i:05d}.eml")
+        with open(path, "wb") as fh:
+            fh.write(raw)
+        files.append(path)
+    p = run([exe, ctx["cfg_path"], GROUP] + files, timeout=3600)
+    out = json.loads(p.stdout.decode().strip().splitlines()[-1])
+    return out["cpu_s"] / max(out["requests"], 1), out["wall_s"] / max(out["requests"], 1)
+
+
+def quantiles(values):
+    return {q: pct(values, q) for q in (50, 90, 99)} | {"max": max(values) if values else None}
+
+
+def fmt_q(qs, floor=None):
+    text = "  ".join(f"{'p' + str(k) if k != 'max' else 'max'} {fmt_ms(v)}" for k, v in qs.items())
+    if floor:
+        text += "   (x floor: " + " ".join(
+            f"{v / floor:.0f}" if v is not None and v == v else "n/a" for v in qs.values()) + ")"
+    return text
+
+
+def fmt_ms(x):
+    return "n/a" if x is None or x != x else f"{x * 1000:.0f} ms"
+
+
+def run_steady(a, ctx, bin_src, debug_build, state):
+    n, ms, db, msgs = ctx["n"], ctx["ms"], ctx["db"], ctx["msgs"]
+    plog = ms.get("postfix_log") or os.path.join(ctx["work"], "mail", "postfix.log")
+    pconf = os.path.join(os.path.dirname(plog), "postfix")
+    run(["postconf", "-c", pconf, "-e", "delay_logging_resolution_limit=6"])
+    run(["postfix", "-c", pconf, "reload"])
+    time.sleep(1.0)
+
+    # -- floor 1: the bare mail system, same messages, same rate, straight to a group mailbox
+    floor_times, errors = {}, []
+    say(f"floor: {n} requests at {a.rate}/s straight to pneumo@hopital.test (no gateway)")
+    steady_submit(ms["smtp_port"], msgs, a.rate, "pneumo@hopital.test", floor_times, errors)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        got = postfix_deliveries(plog)
+        if sum(1 for m in floor_times if any(r == "pneumo@hopital.test" for r, _ in
+                                             got.get(m, []))) >= len(floor_times):
+            break
+        time.sleep(0.5)
+    got = postfix_deliveries(plog)
+    floor_mail = [d for m in floor_times for r, d in got.get(m, []) if r == "pneumo@hopital.test"]
+
+    # -- the gateway at the same rate
+    daemon, sampler, idle_rss_kib, cpu_before, _, log_path = start_daemon(ctx, state)
+    times = {}
+    say(f"submitting {n} requests at {a.rate}/s for {a.duration:.0f} s to {TO}")
+    t0 = time.time()
+    steady_submit(ms["smtp_port"], msgs, a.rate, TO, times, errors)
+    deadline = time.time() + a.timeout
+    while time.time() < deadline:
+        snap = db.snapshot() or {"outbox": {}, "threads": 0}
+        ob = snap["outbox"]
+        if ob.get(("ack", "sent"), 0) >= n and ob.get(("forward", "sent"), 0) >= n:
+            break
+        if daemon.poll() is not None:
+            warn(f"teleavis run exited with {daemon.returncode} during the run")
+            break
+        time.sleep(0.25)
+    time.sleep(1.0)  # the last deliveries into Dovecot
+    sampler.read()
+    sampler.stop.set()
+    peak_mb, cpu_s = sampler.peak_kib / 1024, sampler.cpu - cpu_before
+    rc_daemon = stop_daemon(state)
+
+    # -- match every request to its inbound row, its ack and forward, and Postfix's deliveries
+    got = postfix_deliveries(plog)
+    inbound, seen = {}, {}
+    for m, tid, received, moved in db.rows("SELECT message_id, thread_id, received_at, "
+                                           "moved_at FROM inbound WHERE outcome = 'processed'"):
+        inbound[m.strip()] = tid
+        seen[m.strip()] = (parse_ts(received), parse_ts(moved))
+    outbox = db.rows("SELECT thread_id, kind, status, sent_at, message_id FROM outbox "
+                     "WHERE kind IN ('ack', 'forward')")
+    by_thread = {}
+    for tid, kind, status, sent_at, mid in outbox:
+        by_thread.setdefault(tid, {}).setdefault(kind, []).append((status, parse_ts(sent_at), mid))
+    e2e, gw_only, ack_e2e, problems = [], [], [], []
+    wake, handling, sending = [], [], []
+    for i, sender, mid, raw in msgs:
+        sub = times.get(mid)
+        tid = inbound.get(mid)
+        rows = by_thread.get(tid, {})
+        acks, fwds = rows.get("ack", []), rows.get("forward", [])
+        if sub is None or tid is None or len(acks) != 1 or len(fwds) != 1:
+            problems.append(f"{mid}: thread {tid}, {len(acks)} ack(s), {len(fwds)} forward(s)")
+            continue
+        into = [d for r, d in got.get(mid, []) if r.startswith("teleexpertise")]
+        ack_d = [d for r, d in got.get(acks[0][2], [])]
+        fwd_d = [d for r, d in got.get(fwds[0][2], [])]
+        if not into or not ack_d or not fwd_d or acks[0][1] is None or fwds[0][1] is None:
+            problems.append(f"{mid}: delivery not found in the Postfix log")
+            continue
+        delivered_in = sub + into[0]
+        accepted_out = max(acks[0][1], fwds[0][1])
+        ack_in_box = acks[0][1] + ack_d[0]
+        both_in_box = max(ack_in_box, fwds[0][1] + fwd_d[0])
+        gw_only.append(accepted_out - delivered_in)
+        received, moved = seen.get(mid, (None, None))
+        if received is not None:
+            wake.append(received - delivered_in)
+            if moved is not None:
+                handling.append(moved - received)
+            sending.append(accepted_out - received)
+        e2e.append(both_in_box - sub)
+        ack_e2e.append(ack_in_box - sub)
+    floor_s, floor_wall = smime_floor(ctx, bin_src)
+    cpu_req = cpu_s / max(n, 1)
+    fm = statistics.median(floor_mail) if floor_mail else None
+    qe, qg, qa = quantiles(e2e), quantiles(gw_only), quantiles(ack_e2e)
+    kind = "debug" if debug_build else "release"
+    print()
+    print(f"== teleavis steady load: {a.rate}/s for {a.duration:.0f} s = {n} requests, attachment "
+          f"{a.attachment_kb} KiB ({statistics.mean(ctx['sizes']) / 1024:.0f} KiB on the wire), "
+          f"{'PostgreSQL' if a.postgres else 'SQLite'}, {kind} build, {os.cpu_count()} CPU(s), "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"  floor, bare mail system   p50 {fmt_ms(fm)}  p99 {fmt_ms(pct(floor_mail, 99))}  "
+          f"max {fmt_ms(max(floor_mail) if floor_mail else None)}  ({len(floor_mail)} deliveries "
+          f"SMTP acceptance -> saved in the mailbox, same messages, same rate)")
+    print(f"  floor, S/MIME             {floor_s * 1000:.1f} ms CPU per request ({floor_wall * 1000:.1f}"
+          f" ms wall): decrypt + verify, sign + encrypt the ack and the forward")
+    print(f"  (a) end to end            {fmt_q(qe, fm)}")
+    print(f"      SMTP acceptance -> ack and forward both in their mailboxes; target p99 < "
+          f"{TARGET_P99_E2E_S * 1000:.0f} ms")
+    print(f"      ack alone             {fmt_q(qa, fm)}")
+    print(f"  (b) gateway only          {fmt_q(qg)}")
+    print(f"      delivery into INBOX -> MTA accepted ack and forward; target p99 < "
+          f"{TARGET_P99_GATEWAY_S * 1000:.0f} ms")
+    print(f"      of which: to fetch    {fmt_q(quantiles(wake))}   (delivery -> inbound.received_at)")
+    print(f"      intake + MOVE         {fmt_q(quantiles(handling))}   (received_at -> moved_at)")
+    print(f"      fetch -> both sent    {fmt_q(quantiles(sending))}   (received_at -> last sent_at)")
+    print(f"  CPU per request           {cpu_req * 1000:.1f} ms = {cpu_req / floor_s:.1f} x the "
+          f"S/MIME floor (target < {TARGET_CPU_FLOOR_RATIO:.0f} x)" if floor_s else
+          f"  CPU per request           {cpu_req * 1000:.1f} ms")
+    print(f"  peak RSS (VmHWM)          {peak_mb:.1f} MB (idle {idle_rss_kib / 1024:.1f} MB); "
+          f"target < {TARGET_STEADY_RSS_MB:.0f} MB")
+    print(f"  daemon exit on SIGTERM    {rc_daemon}")
+    for pr in (problems + errors)[:12]:
+        print(f"  PROBLEM                   {pr}")
+    misses = []
+    if not (qe[99] == qe[99] and qe[99] is not None and qe[99] < TARGET_P99_E2E_S):
+        misses.append(f"p99 end to end {fmt_ms(qe[99])}")
+    if not (qg[99] == qg[99] and qg[99] is not None and qg[99] < TARGET_P99_GATEWAY_S):
+        misses.append(f"p99 gateway only {fmt_ms(qg[99])}")
+    if floor_s and cpu_req > TARGET_CPU_FLOOR_RATIO * floor_s:
+        misses.append(f"CPU {cpu_req / floor_s:.1f} x floor")
+    if peak_mb >= TARGET_STEADY_RSS_MB:
+        misses.append(f"peak RSS {peak_mb:.0f} MB")
+    if problems or errors:
+        print(f"VERDICT: FAIL - {len(problems) + len(errors)} request(s) not processed exactly "
+              f"once or not measurable{f'; log: {log_path}' if a.keep else ''}")
+        return 1
+    if misses:
+        print(f"VERDICT: all {n} requests processed exactly once, targets MISSED: "
+              f"{'; '.join(misses)}{' [debug build]' if debug_build else ''}")
+        return 3 if a.strict else 0
+    print(f"VERDICT: PASS - all {n} requests processed exactly once, every target met"
+          f"{' [debug build]' if debug_build else ''}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ pub mod content;
 pub mod effects;
 pub mod envelope;
 pub mod notices;
+// Issue 12 hook: quarantine from RFC822.SIZE, headers only.
+mod oversized;
 pub mod reason;
 pub mod replay;
 pub mod reply;

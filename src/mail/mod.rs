@@ -16,11 +16,13 @@ use std::path::PathBuf;
 pub mod compose;
 pub mod imap;
 pub mod smtp;
+pub mod smtp_session;
 pub mod tls;
 pub mod utf7;
 
 pub use imap::{IdleOutcome, ImapClient, MailboxState};
 pub use smtp::{SendError, SmtpSender};
+pub use smtp_session::SmtpSession;
 
 /// Why an IMAP or SMTP operation failed, with enough context to act on it.
 #[derive(Debug, thiserror::Error)]

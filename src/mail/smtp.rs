@@ -3,8 +3,9 @@
 //! TLS is mandatory: implicit (port 465) or STARTTLS required (never anything else in clear);
 //! when `ca_file` is set it is the only trust anchor (the system store is switched off). AUTH
 //! PLAIN or LOGIN with `username` + `password_file`, and/or a client certificate as TLS identity.
-//! One connection per message (lettre's pool is not compiled in): simple and robust for the
-//! volumes of a téléexpertise desk.
+//! [`SmtpSender::send_raw`] opens one connection per message; the outbox keeps one open per
+//! worker instead (`smtp_session.rs`, `RSET` between messages), so a burst does not pay a TLS
+//! handshake and an AUTH per message.
 //!
 //! The TCP connection is ours, not lettre's: lettre never sets `TCP_NODELAY`, and it writes the
 //! end of DATA (`\r\n.\r\n`) as a separate small write after the body, which Nagle's algorithm
@@ -77,7 +78,7 @@ impl std::fmt::Debug for SmtpSender {
 }
 
 /// A step of the session that failed.
-enum Failure {
+pub(super) enum Failure {
     /// The server's reply or lettre's protocol handling (classified by the reply code).
     Smtp {
         step: &'static str,
@@ -152,33 +153,11 @@ impl SmtpSender {
         recipients: &[String],
         raw: &[u8],
     ) -> Result<(), SendError> {
-        let from = if envelope_from.is_empty() {
-            None
-        } else {
-            Some(Address::from_str(envelope_from).map_err(|e| {
-                SendError::Permanent(format!("invalid envelope sender {envelope_from:?}: {e}"))
-            })?)
-        };
-        let to = recipients
-            .iter()
-            .map(|r| {
-                Address::from_str(r)
-                    .map_err(|e| SendError::Permanent(format!("invalid recipient {r:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let envelope =
-            Envelope::new(from, to).map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
-        let body = normalize_crlf(raw);
-        // lettre always ends DATA with "\r\n.\r\n": drop our final CRLF so that it is not
-        // doubled into an extra empty line (the bytes delivered are the bytes given).
-        let body = body.strip_suffix(b"\r\n").unwrap_or(&body);
-
+        let (envelope, body) = prepare(envelope_from, recipients, raw)?;
+        let body = &body[..];
         let limits = Limits::new(self.timeout);
         let mut conn = self.open(&limits).await.map_err(|f| self.classify(f))?;
-        // MAIL, RCPT, DATA, the body and the final reply: the time limit, plus the time to
-        // upload the body at 16 KiB/s (a slow link must not turn a large message into a
-        // timeout, hence a retry and perhaps a duplicate), within what is left of the session.
-        let limit = limits.of(self.timeout + Duration::from_secs(body.len() as u64 / 16_384));
+        let limit = self.message_limit(&limits, body.len());
         let sent = within("send", limit, conn.send(&envelope, body)).await;
         match sent {
             Ok(_) => {
@@ -192,8 +171,20 @@ impl SmtpSender {
         }
     }
 
+    /// MAIL, RCPT, DATA, the body and the final reply: the time limit, plus the time to upload
+    /// the body at 16 KiB/s (a slow link must not turn a large message into a timeout, hence a
+    /// retry and perhaps a duplicate), within what is left of the session.
+    pub(super) fn message_limit(&self, limits: &Limits, body_len: usize) -> Duration {
+        limits.of(self.timeout + Duration::from_secs(body_len as u64 / 16_384))
+    }
+
+    /// The time limit of one step.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// TCP (with `TCP_NODELAY`), TLS (implicit, or STARTTLS after the first EHLO), EHLO, AUTH.
-    async fn open(&self, limits: &Limits) -> Result<AsyncSmtpConnection, Failure> {
+    pub(super) async fn open(&self, limits: &Limits) -> Result<AsyncSmtpConnection, Failure> {
         let tcp = self.connect_tcp(limits).await?;
         let mut conn = match &self.security {
             Security::Implicit {
@@ -292,7 +283,7 @@ impl SmtpSender {
         })))
     }
 
-    fn classify(&self, failure: Failure) -> SendError {
+    pub(super) fn classify(&self, failure: Failure) -> SendError {
         let message = format!("smtp {}:{}: {}", self.host, self.port, describe(&failure));
         let Failure::Smtp { error: e, .. } = &failure else {
             return SendError::Temporary(message);
@@ -339,6 +330,44 @@ impl SmtpSender {
     }
 }
 
+/// The envelope and the body as sent: bare LF turned into CRLF, without the final CRLF (lettre
+/// always ends DATA with "\r\n.\r\n", so ours would become an extra empty line).
+pub(super) fn prepare<'a>(
+    envelope_from: &str,
+    recipients: &[String],
+    raw: &'a [u8],
+) -> Result<(Envelope, std::borrow::Cow<'a, [u8]>), SendError> {
+    let from = if envelope_from.is_empty() {
+        None
+    } else {
+        Some(Address::from_str(envelope_from).map_err(|e| {
+            SendError::Permanent(format!("invalid envelope sender {envelope_from:?}: {e}"))
+        })?)
+    };
+    let to = recipients
+        .iter()
+        .map(|r| {
+            Address::from_str(r)
+                .map_err(|e| SendError::Permanent(format!("invalid recipient {r:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let envelope =
+        Envelope::new(from, to).map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
+    let body = match normalize_crlf(raw) {
+        std::borrow::Cow::Borrowed(b) => {
+            std::borrow::Cow::Borrowed(b.strip_suffix(b"\r\n").unwrap_or(b))
+        }
+        std::borrow::Cow::Owned(mut b) => {
+            if b.ends_with(b"\r\n") {
+                b.truncate(b.len() - 2);
+            }
+            std::borrow::Cow::Owned(b)
+        }
+    };
+
+    Ok((envelope, body))
+}
+
 /// lettre's TLS parameters for STARTTLS: `ca_file` as the only root when set, the client
 /// certificate as identity, `host` as the name to verify.
 fn lettre_tls_parameters(
@@ -375,7 +404,7 @@ fn lettre_tls_parameters(
 /// message, QUIT) gets `timeout_seconds` at most, and the whole session ends within
 /// [`SESSION_STEPS`] times that. The outbox leases a row for 3 × `timeout_seconds` + 60 s: a
 /// session that outlived the lease could see the same message sent again by another worker.
-struct Limits {
+pub(super) struct Limits {
     step: Duration,
     end: Instant,
 }
@@ -384,7 +413,7 @@ struct Limits {
 const SESSION_STEPS: u32 = 3;
 
 impl Limits {
-    fn new(step: Duration) -> Limits {
+    pub(super) fn new(step: Duration) -> Limits {
         Limits {
             step,
             end: Instant::now() + step * SESSION_STEPS,
@@ -392,12 +421,12 @@ impl Limits {
     }
 
     /// `wanted`, or what is left of the session if that is less.
-    fn of(&self, wanted: Duration) -> Duration {
+    pub(super) fn of(&self, wanted: Duration) -> Duration {
         wanted.min(self.end.saturating_duration_since(Instant::now()))
     }
 
     /// The limit of an ordinary step.
-    fn step(&self) -> Duration {
+    pub(super) fn step(&self) -> Duration {
         self.of(self.step)
     }
 }
@@ -407,7 +436,7 @@ fn seconds(d: Duration) -> String {
 }
 
 /// Runs one lettre step under `limit`.
-async fn within<T>(
+pub(super) async fn within<T>(
     step: &'static str,
     limit: Duration,
     fut: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,

@@ -1,6 +1,16 @@
 //! The send queue worker: claim a due row, sign and encrypt it for its recipients, send it over
 //! SMTP, and record the outcome: sent, retried with exponential backoff, held for a missing
 //! certificate, or failed after its lifetime (reported to the admin). Rows are never deleted.
+//!
+//! A worker sleeps until there is work ([`Wake`], `wake.rs`), until the next retry falls due
+//! (`Store::next_due_after`), or at most `outbox.poll_seconds` (the safety net); it keeps its
+//! SMTP connection between messages (`mail/smtp_session.rs`).
+
+mod direct;
+mod wake;
+
+pub use direct::alert_admin_directly;
+pub use wake::{Wake, hold_claims, listen};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +24,7 @@ use crate::address::EmailAddress;
 use crate::config::{EncryptOutgoing, Settings};
 use crate::mail::compose::{self, Outgoing};
 use crate::mail::smtp::{SendError, SmtpSender};
+use crate::mail::smtp_session::SmtpSession;
 use crate::smime::SmimeEngine;
 use crate::store::{OutboxKind, OutboxRow, Store, Tx};
 
@@ -31,6 +42,9 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+    /// Given up in flight because this process's claim locks were lost (PostgreSQL): another
+    /// instance may be sending the row by now, so nothing is recorded.
+    Abandoned,
 }
 
 /// Queues a message in the caller's transaction; its Message-ID is derived from the row, so a
@@ -108,8 +122,10 @@ pub struct Worker {
     settings: Arc<Settings>,
     store: Store,
     smime: Arc<SmimeEngine>,
-    smtp: SmtpSender,
+    smtp: tokio::sync::Mutex<SmtpSession>,
     name: String,
+    /// Whether this process's claims are alive (always true on SQLite; see `wake::hold_claims`).
+    live: watch::Receiver<bool>,
 }
 
 impl Worker {
@@ -118,25 +134,29 @@ impl Worker {
         store: Store,
         smime: Arc<SmimeEngine>,
         index: u32,
+        live: watch::Receiver<bool>,
     ) -> anyhow::Result<Worker> {
-        let smtp = SmtpSender::new(&settings.smtp)?;
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let name = format!("{}:{}:{index}", host.trim(), std::process::id());
+        let smtp = SmtpSession::new(SmtpSender::new(&settings.smtp)?);
         Ok(Worker {
             settings,
             store,
             smime,
-            smtp,
-            name,
+            smtp: tokio::sync::Mutex::new(smtp),
+            name: worker_name(index),
+            live,
         })
     }
 
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let poll = Duration::from_secs(self.settings.outbox.poll_seconds);
+    pub async fn run(self, mut stop: watch::Receiver<bool>, mut wake: watch::Receiver<u64>) {
+        let poll = Duration::from_secs(self.settings.outbox.poll_seconds.max(1));
+        let mut live = self.live.clone();
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
+            // Marks every wake-up so far as seen: one arriving during the drain is kept.
+            wake.borrow_and_update();
+            live.borrow_and_update();
             // Drain everything due, then wait.
             loop {
                 match self.run_once(Utc::now()).await {
@@ -148,11 +168,28 @@ impl Worker {
                     }
                 }
             }
+            let wait = match self.store.next_due_after(Utc::now()).await {
+                // A millisecond late, so the row is due by the store's clock too.
+                Ok(Some(at)) => (at - Utc::now())
+                    .to_std()
+                    .map_or(Duration::ZERO, |d| d + Duration::from_millis(1))
+                    .min(poll),
+                _ => poll,
+            };
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = changed(&mut wake) => {}
+                // The claim locks taken (start) or retaken (after a lost session).
+                _ = changed(&mut live) => {}
+                _ = stop.changed() => break,
             }
         }
+        self.smtp.lock().await.close().await;
+    }
+
+    /// This worker's name, as `claimed_by` shows it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Claims and handles one due row; `None` when nothing is due.
@@ -160,16 +197,26 @@ impl Worker {
         // A whole SMTP session ends within 3 × timeout (mail/smtp.rs); past this lease a row
         // claimed by a worker that died is taken over by another.
         let lease = Duration::from_secs(self.settings.smtp.timeout_seconds * 3 + 15);
-        let Some(row) = self.store.claim_due(now, &self.name, lease).await? else {
+        if !*self.live.borrow() {
+            // Without its liveness locks a claim would look dead to other instances at once.
+            return Ok(None);
+        }
+        let Some(mut row) = self.store.claim_due(now, &self.name, lease).await? else {
             return Ok(None);
         };
-        let outcome = self.deliver(&row, now).await;
+        // The cleartext is not kept beside its signed and encrypted form while it is sent.
+        let raw = std::mem::take(&mut row.raw);
+        let outcome = self.deliver(&row, raw, now).await;
+        if outcome == Outcome::Abandoned {
+            warn!(outbox_id = row.id, "send given up: claim locks lost");
+            return Ok(None);
+        }
         // Stamped when the server answered, not when the row was claimed.
         self.record(&row, &outcome, Utc::now()).await?;
         Ok(Some((row.id, outcome)))
     }
 
-    async fn deliver(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
+    async fn deliver(&self, row: &OutboxRow, raw: Vec<u8>, now: DateTime<Utc>) -> Outcome {
         let policy = self.settings.smime.encrypt_outgoing;
         let mut certs = Vec::new();
         let mut missing = Vec::new();
@@ -201,7 +248,7 @@ impl Worker {
                 };
             }
         };
-        let protected = match self.smime.protect(&row.raw, &certs, encrypt) {
+        let protected = match self.smime.protect(&raw, &certs, encrypt) {
             Ok(p) => p,
             Err(e) => {
                 return Outcome::Failed {
@@ -209,11 +256,16 @@ impl Worker {
                 };
             }
         };
-        match self
-            .smtp
-            .send_raw(&row.envelope_from, &row.recipients, &protected)
-            .await
-        {
+        drop(raw);
+        let mut smtp = self.smtp.lock().await;
+        let mut live = self.live.clone();
+        let sent = tokio::select! {
+            r = smtp.send_raw(&row.envelope_from, &row.recipients, &protected) => r,
+            // The claim died with our database session: another instance may take the row now,
+            // so stop before (most likely) the end of DATA rather than send it at the same time.
+            _ = lost(&mut live) => return Outcome::Abandoned,
+        };
+        match sent {
             Ok(()) => Outcome::Sent,
             Err(SendError::Permanent(e)) => Outcome::Failed { reason: e },
             Err(SendError::Temporary(e)) => {
@@ -255,9 +307,10 @@ impl Worker {
     ) -> anyhow::Result<()> {
         match outcome {
             Outcome::Sent => {
-                let mut c = self.store.begin().await?;
+                // One statement: no transaction around it (three round trips to SQLite's
+                // thread instead of one, for every message sent).
+                let mut c = self.store.pool().acquire().await?;
                 self.store.mark_sent(&mut c, row.id, now).await?;
-                c.commit().await?;
                 crate::metrics::outbox_sent(row.kind.as_str());
                 info!(outbox_id = row.id, kind = %row.kind, thread = ?row.thread_id, "sent");
             }
@@ -265,11 +318,10 @@ impl Worker {
                 next_attempt,
                 error: last_error,
             } => {
-                let mut c = self.store.begin().await?;
+                let mut c = self.store.pool().acquire().await?;
                 self.store
                     .mark_retry(&mut c, row.id, *next_attempt, last_error)
                     .await?;
-                c.commit().await?;
             }
             Outcome::Held { reason } => {
                 error!(outbox_id = row.id, %reason, "message held");
@@ -279,6 +331,7 @@ impl Worker {
                     .await?;
                 tx.commit().await?;
             }
+            Outcome::Abandoned => {}
             Outcome::Failed { reason } => {
                 error!(outbox_id = row.id, %reason, "message failed");
                 let mut tx = self.store.begin().await?;
@@ -319,6 +372,27 @@ impl Worker {
         let thread = row.thread_id.as_deref();
         alert_admin(&self.store, tx, &self.settings, &what, text, thread, now).await
     }
+}
+
+/// The next change of a watched value; never, once its sender is gone.
+async fn changed<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves when the claim locks are lost; never, while they hold or once their task is gone
+/// with them held (SQLite: always live).
+async fn lost(live: &mut watch::Receiver<bool>) {
+    if live.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The name a worker claims rows under: host, process id and index, unique among live workers.
+pub fn worker_name(index: u32) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}:{index}", host.trim(), std::process::id())
 }
 
 /// Exponential backoff like Postfix's queue: min × 2^attempts, capped at max.

@@ -11,6 +11,14 @@
 //! or at a pooler in session mode, never at a transaction-mode pooler.
 //!
 //! SQLite: single instance by design; the lease is always granted and always held.
+//!
+//! **Claim holders.** The same mechanism ties outbox claims to their holder's liveness on
+//! PostgreSQL: a [`ClaimHolder`] keeps, on its own session, one advisory lock
+//! `(CLAIM_LOCK_SPACE, hashtext(worker name))` per outbox worker of the process, and the claim
+//! query treats a row claimed by a name whose lock nobody holds as free (see
+//! `store/outbox.rs`). A killed process's claims are thus free the moment PostgreSQL ends its
+//! session, instead of after the claim lease. A hash collision between two live names only
+//! makes a dead claim look alive until its lease expires: the safe direction.
 
 use std::time::Duration;
 
@@ -44,6 +52,11 @@ enum Inner {
         key: i64,
     },
 }
+
+/// The first key of the advisory locks that say an outbox worker is alive ("tele" in ASCII);
+/// the second is `hashtext(worker name)`. Mailbox leases use the one-key form, so they never
+/// meet these.
+pub(crate) const CLAIM_LOCK_SPACE: i32 = 0x7465_6c65;
 
 /// The advisory lock key of a mailbox: the first 8 bytes of SHA-256("teleavis-mailbox:" + name).
 fn lease_key(name: &str) -> i64 {
@@ -121,16 +134,7 @@ impl Store {
             }));
         }
         let key = lease_key(name);
-        let connect = AnyConnection::connect(&self.url);
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(conn) => conn,
-            Err(_) => Err(timed_out("connecting")),
-        }
-        .map_err(|source| StoreError::Connect {
-            backend: self.backend,
-            url: redact_url(&self.url),
-            source,
-        })?;
+        let mut conn = self.dedicated_session().await?;
         let attempt =
             sqlx::query_scalar("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END")
                 .bind(key)
@@ -153,6 +157,100 @@ impl Store {
             let _ = conn.close().await;
             Ok(None)
         }
+    }
+}
+
+/// Proof, held on its own PostgreSQL session, that the named outbox workers are alive; their
+/// claims die with it (see the module documentation). Dropping it frees them.
+#[derive(Debug)]
+pub struct ClaimHolder {
+    conn: Option<AnyConnection>,
+    names: usize,
+}
+
+impl ClaimHolder {
+    /// Whether the session still answers and holds every lock. Once false it stays false:
+    /// the caller must stop claiming and take a new holder.
+    pub async fn is_alive(&mut self) -> bool {
+        let Some(c) = self.conn.as_mut() else {
+            return false;
+        };
+        let check = claim_locks_held(c);
+        let alive = matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, check).await,
+            Ok(Ok(n)) if n == self.names as i64
+        );
+        if !alive {
+            warn!("outbox claim holder lost its database session");
+            self.conn = None;
+        }
+        alive
+    }
+}
+
+/// How many claim liveness locks the session `c` holds.
+async fn claim_locks_held(c: &mut AnyConnection) -> std::result::Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = pg_backend_pid() AND classid::bigint = $1 AND objsubid = 2",
+    )
+    .bind(i64::from(CLAIM_LOCK_SPACE))
+    .fetch_one(c)
+    .await
+}
+
+impl Store {
+    /// A PostgreSQL session outside the pool (its locks live as long as it does).
+    async fn dedicated_session(&self) -> Result<AnyConnection> {
+        let connect = AnyConnection::connect(&self.url);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(conn) => conn,
+            Err(_) => Err(timed_out("connecting")),
+        }
+        .map_err(|source| StoreError::Connect {
+            backend: self.backend,
+            url: redact_url(&self.url),
+            source,
+        })
+    }
+
+    /// Takes the liveness locks of `names` (the outbox workers of this process) on a session
+    /// of their own. `None` on SQLite, where claims are freed at start instead
+    /// ([`Store::release_all_claims`]).
+    pub async fn hold_claims(&self, names: &[String]) -> Result<Option<ClaimHolder>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let mut conn = self.dedicated_session().await?;
+        for name in names {
+            let attempt = sqlx::query_scalar::<_, i64>(
+                "SELECT CASE WHEN pg_try_advisory_lock($1, hashtext($2)) THEN 1 ELSE 0 END",
+            )
+            .bind(CLAIM_LOCK_SPACE)
+            .bind(name)
+            .fetch_one(&mut conn);
+            let got = match tokio::time::timeout(CHECK_TIMEOUT, attempt).await {
+                Ok(got) => got,
+                Err(_) => Err(timed_out("taking a claim lock")),
+            }
+            .ctx("taking the outbox claim locks")?;
+            if got != 1 {
+                // Another session holds it: a twin name or a hash collision. Its claims then
+                // last their lease, as before; say so rather than fail.
+                warn!(worker = %name, "outbox claim lock already held elsewhere");
+            }
+        }
+        let mut holder = ClaimHolder {
+            conn: Some(conn),
+            names: 0,
+        };
+        // Count what this session really holds (a lock refused above is not ours).
+        if let Some(c) = holder.conn.as_mut() {
+            holder.names = claim_locks_held(c)
+                .await
+                .ctx("counting the outbox claim locks")? as usize;
+        }
+        Ok(Some(holder))
     }
 }
 

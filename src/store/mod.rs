@@ -45,9 +45,12 @@ pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
 pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
-pub use lease::Lease;
+pub use lease::{ClaimHolder, Lease};
 pub use ops::{AuditRow, InstanceBeat, InstanceRow, OpsSnapshot};
-pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
+pub use outbox::{
+    Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
+    outbox_message_id,
+};
 pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;

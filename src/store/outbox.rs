@@ -12,7 +12,15 @@
 //! by a `FOR UPDATE SKIP LOCKED` subquery, so concurrent workers never wait on or share a row;
 //! on SQLite the statement runs under the database write lock. A claim is a lease: a worker that
 //! dies leaves the row claimable again once `claimed_until` passes. Delivery is therefore at
-//! least once.
+//! least once. Faster than the lease, a claim dies with its holder: on SQLite (one instance by
+//! design) the daemon frees every claim at start ([`Store::release_all_claims`]); on
+//! PostgreSQL a row whose claimer holds no liveness lock (`ClaimHolder`, `store/lease.rs`) is
+//! free at once. Within one live holder the lease still keeps two workers off one row.
+//!
+//! **Waking.** On PostgreSQL, [`Store::enqueue`] issues `NOTIFY teleavis_outbox` in the
+//! caller's transaction: PostgreSQL delivers it at commit, to every instance listening
+//! ([`Store::outbox_listener`]), never for a rolled back row. [`Store::next_due_after`] tells
+//! a worker when the next retry falls due, so it sleeps until then rather than polling.
 //!
 //! **Recording.** `mark_retry`, `mark_failed` and `mark_held` only apply to a row still
 //! `pending`, and `mark_sent` to a row not already `sent`: a slow worker whose claim expired can
@@ -30,10 +38,14 @@ use sqlx::any::AnyRow;
 use tracing::{debug, info, warn};
 
 use super::error::Ctx;
+
+mod wakeup;
+
 use super::{
     Backend, OutboxKind, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt, join_list,
     normalize_message_id, split_list, ts,
 };
+pub use wakeup::{OUTBOX_CHANNEL, OutboxListener};
 
 /// State of an outbox row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,7 +197,13 @@ macro_rules! outbox_cols {
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = (",
     "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3 ",
-    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3) ",
+    "AND (o.claimed_until IS NULL OR o.claimed_until <= $3 ",
+    // The claimer is gone: no session of this database holds its liveness lock
+    // (store/lease.rs, CLAIM_LOCK_SPACE = 0x74656c65).
+    "OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted ",
+    "AND l.objsubid = 2 AND l.classid::bigint = 1952803941 ",
+    "AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) ",
+    "AND l.objid::bigint = (hashtext(o.claimed_by)::bigint & 4294967295))) ",
     // Mail about one thread reaches each recipient in the order it was queued (the forward
     // before the expert's note, the answer before the compte-rendu), whatever the number of
     // workers; a recipient whose server is down delays no one else.
@@ -286,6 +304,14 @@ impl Store {
             .execute(&mut *conn)
             .await
             .with_ctx(|| format!("storing the body of outgoing message #{id}"))?;
+        if self.backend == Backend::Postgres {
+            // Delivered at commit, to every instance (see the module documentation).
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *conn)
+                .await
+                .ctx("notifying the outbox workers")?;
+        }
         debug!(outbox_id = id, %message_id, kind = %new.kind, "outgoing message queued");
         Ok(Enqueued { id, message_id })
     }
@@ -539,6 +565,13 @@ mod tests {
         q
     }
 
+    /// Liveness locks for these worker names (PostgreSQL; nothing on SQLite), as the daemon
+    /// takes them: without them a PostgreSQL claim counts as its holder's, dead.
+    async fn live(store: &Store, names: &[&str]) -> Option<crate::store::ClaimHolder> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        store.hold_claims(&names).await.unwrap()
+    }
+
     #[test]
     fn message_id_format() {
         assert_eq!(
@@ -621,6 +654,7 @@ mod tests {
         both("outbox_transitions", |store| async move {
             let t0 = now();
             let lease = Duration::from_secs(60);
+            let _live = live(&store, &["w1", "w2", "w3"]).await;
             let a = enqueue_one(&store, t0).await;
             // Another thread: rows of one thread are claimed one after the other.
             let b = enqueue_for(
@@ -728,6 +762,7 @@ mod tests {
     #[tokio::test]
     async fn mail_of_one_thread_is_claimed_in_queue_order() {
         both("outbox_thread_order", |store| async move {
+            let _live = live(&store, &["w0", "w1"]).await;
             let t0 = now();
             let first = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
             let second = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
@@ -753,6 +788,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claimers_never_share_a_row() {
         both("outbox_concurrent_claims", |store| async move {
+            let _live = live(&store, &["w0", "w1"]).await;
             let t0 = now();
             let mut ids = HashSet::new();
             // One thread each: mail of one thread is claimed in order (see below).
@@ -804,6 +840,97 @@ mod tests {
             let mut expected: Vec<i64> = ids.into_iter().collect();
             expected.sort_unstable();
             assert_eq!(all, expected, "every row claimed exactly once");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn claims_die_with_their_holder() {
+        both("outbox_dead_holder", |store| async move {
+            let t0 = now();
+            let a = enqueue_one(&store, t0).await;
+            let t = t0 + chrono::Duration::seconds(1);
+            let lease = Duration::from_secs(300);
+            let holder = live(&store, &["gone:1:0"]).await;
+            let c = store
+                .claim_due(t, "gone:1:0", lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.id, a.id);
+            let _other = live(&store, &["next:2:0"]).await;
+            if let Some(mut h) = holder {
+                // PostgreSQL: alive, the claim holds for its whole lease...
+                assert!(h.is_alive().await);
+                assert!(
+                    store
+                        .claim_due(t, "next:2:0", lease)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                // ...and its holder's session ending frees it at once.
+                drop(h);
+                let mut got = None;
+                for _ in 0..50 {
+                    got = store.claim_due(t, "next:2:0", lease).await.unwrap();
+                    if got.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert_eq!(
+                    got.map(|r| r.id),
+                    Some(a.id),
+                    "taken over once the holder died"
+                );
+            } else {
+                // SQLite: the next start frees every claim.
+                assert!(
+                    store
+                        .claim_due(t, "next:2:0", lease)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                assert_eq!(store.release_all_claims().await.unwrap(), 1);
+                let got = store.claim_due(t, "next:2:0", lease).await.unwrap();
+                assert_eq!(got.map(|r| r.id), Some(a.id));
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn next_due_is_the_nearest_future_retry_or_claim_end() {
+        both("outbox_next_due", |store| async move {
+            let t0 = now();
+            assert_eq!(store.next_due_after(t0).await.unwrap(), None);
+            let a = enqueue_for(&store, t0, Some("TE-2026-000001")).await;
+            // Due already: not a reason to wake later.
+            assert_eq!(store.next_due_after(t0).await.unwrap(), None);
+            let retry_at = t0 + chrono::Duration::seconds(90);
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                store
+                    .mark_retry(&mut tx, a.id, retry_at, "451")
+                    .await
+                    .unwrap()
+            );
+            tx.commit().await.unwrap();
+            assert_eq!(store.next_due_after(t0).await.unwrap(), Some(retry_at));
+            let _b = enqueue_for(&store, t0, Some("TE-2026-000002")).await;
+            let _live = live(&store, &["w"]).await;
+            let claimed = store
+                .claim_due(t0, "w", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.next_due_after(t0).await.unwrap(),
+                claimed.claimed_until,
+                "the end of a claim comes before the retry"
+            );
         })
         .await;
     }

@@ -627,8 +627,10 @@ impl Settings {
                 format!("{url:?}: expected sqlite://… or postgres://…"),
             );
         }
-        if self.database.max_connections == 0 {
-            p("database.max_connections", "must be at least 1".into());
+        if self.database.max_connections < 2 {
+            // A message's transaction holds one connection while its stages read through
+            // another: with a single one, every message would wait out the acquire timeout.
+            p("database.max_connections", "must be at least 2".into());
         }
         if self.gateway.timezone.parse::<chrono_tz::Tz>().is_err() {
             p(

@@ -25,7 +25,8 @@ fn request(subject: &str) -> Vec<u8> {
         "teleexpertise+infectio@hopital.test",
         "gateway",
         subject,
-        &case1(),
+        // a distinct signed text: the same one signed in the same second is a replay
+        &format!("{}\n-- \n{subject}\n", case1()),
         &[],
     )
 }

@@ -30,7 +30,8 @@ fn send_request(mail: &MailSystem, subject: &str) {
         "teleexpertise+infectio@hopital.test",
         "gateway",
         subject,
-        &case1(),
+        // a distinct signed text: the same one signed in the same second is a replay
+        &format!("{}\n-- \n{subject}\n", case1()),
         &[],
     );
     mail.send_raw(
@@ -504,7 +505,7 @@ fn backup_under_load_is_consistent_and_restores() {
                 "teleexpertise+infectio@hopital.test",
                 "gateway",
                 &format!("Demande d'avis {i}"),
-                &case1(),
+                &format!("{}\n-- \nDemande d'avis {i}\n", case1()),
                 &[],
             )
         })

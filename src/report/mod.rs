@@ -3,14 +3,17 @@
 //! The caller fills a self-contained [`ReportData`] from the database; everything here is pure
 //! (no I/O, the fonts are embedded in the binary). `content` decides *what* the record says
 //! (wording, dates in local time, R6316-4 CSP items), `text` and `pdf` only decide how it looks,
-//! so the mail body and the PDF can never disagree.
+//! so the mail body and the PDF can never disagree. `cda` and `xdm` wrap the PDF for the
+//! patient's record (CI-SIS TLM-CR in an IHE XDM archive).
 
+mod cda;
 mod content;
-mod font;
 mod pdf;
-mod subset;
 mod text;
+mod xdm;
 
+#[cfg(test)]
+mod record_tests;
 #[cfg(test)]
 mod tests;
 
@@ -18,8 +21,10 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use cda::{CdaDocument, CdaError, LOINC_TLM_CR, OID_INS_NIR, RecordIdentity, build_cda};
 pub use pdf::render_pdf;
 pub use text::render_text;
+pub use xdm::{XDM_FILE_NAME, XdmError, build_xdm};
 
 /// Everything the compte-rendu shows, gathered by the caller.
 pub struct ReportData {

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use crate::address::EmailAddress;
 
+mod record;
+pub use record::{BillingSettings, RecordSettings, TariffSettings};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -23,6 +26,10 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default, rename = "category")]
     pub categories: Vec<CategorySettings>,
+    #[serde(default)]
+    pub record: RecordSettings,
+    #[serde(default)]
+    pub billing: BillingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -626,6 +633,8 @@ impl Settings {
                 "must not carry a +tag (tags are added per category and thread)".into(),
             );
         }
+        self.record.problems(&self.gateway.network, &mut p);
+        self.billing.problems(&mut p);
 
         let i = &self.imap;
         if i.host.trim().is_empty() {

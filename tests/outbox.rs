@@ -39,6 +39,7 @@ fn enqueue(gw: &Gateway, to: &str) -> (i64, String) {
             automatic: true,
             text: "Bonjour".into(),
             attachments: vec![],
+            extra_headers: vec![],
         };
         let r = teleavis::outbox::enqueue(&store, &mut tx, &settings, "notice", &m, Utc::now())
             .await

@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/gateway.rs"]
 mod gateway;
+#[path = "common/record.rs"]
+mod record;
 
 use std::path::Path;
 use std::process::Command;
@@ -450,14 +452,25 @@ fn seed_case1_full_round_trip() {
         );
         assert_no_patient_data_in_headers(&report, CASE1_SECRETS);
         let atts = report.attachments();
-        assert_eq!(atts.len(), 1, "{atts:?}");
+        assert_eq!(atts.len(), 2, "{atts:?}");
         assert_eq!(atts[0]["filename"], pdf_name.as_str());
         assert_eq!(atts[0]["content_type"], "application/pdf");
         let text = report.text();
         assert!(text.contains(&tid) && text.contains(final_words), "{text}");
         let files = extract_attachments(&user, &report.raw);
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.len(), 2);
         assert_eq!(files[0].0, pdf_name);
+        // Into the patient's record: the archive passes the ANS validator, the PDF is PDF/A,
+        // and the headers say what is inside without saying who.
+        assert_eq!(files[1].0, "IHE_XDM.ZIP");
+        assert_eq!(report.header("X-MSS-CODECDA"), ["85208-7"]);
+        assert_eq!(report.header("X-MSS-INS"), ["O"]);
+        record::assert_xdm_valid(&files[1].1, &format!("{user}'s compte-rendu of {tid}"));
+        record::assert_pdf_a(
+            &files[0].1,
+            &format!("Compte-rendu de téléexpertise {tid}"),
+            &pdf_name,
+        );
         assert_eq!(
             sha256(&files[0].1),
             atts[0]["sha256"].as_str().unwrap(),
@@ -930,6 +943,17 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         .iter()
         .find(|(n, _)| n == &format!("compte-rendu-{tid}.pdf"))
         .expect("the PDF");
+    record::assert_pdf_a(
+        &pdf.1,
+        &format!("Compte-rendu de téléexpertise {tid}"),
+        "case 2",
+    );
+    let zip = files
+        .iter()
+        .find(|(n, _)| n == "IHE_XDM.ZIP")
+        .expect("the archive");
+    record::assert_xdm_valid(&zip.1, &format!("the compte-rendu of {tid}"));
+    assert_eq!(report.header("X-MSS-CODECDA"), ["85208-7"]);
     let pdf = normalize(&pdftotext(&pdf.1));
     for want in [
         tid.as_str(),

@@ -2,6 +2,7 @@
 //! audit, purge. Each prints for a person (table, text) or a program (JSON, CSV).
 
 mod quarantine;
+mod record;
 mod threads;
 
 use std::path::Path;
@@ -26,6 +27,9 @@ pub enum Format {
     Json,
     Csv,
     Pdf,
+    /// The compte-rendu as a CDA document, and as the IHE XDM archive around it.
+    Cda,
+    Xdm,
 }
 
 impl Format {
@@ -36,6 +40,8 @@ impl Format {
             "json" => Format::Json,
             "csv" => Format::Csv,
             "pdf" => Format::Pdf,
+            "cda" => Format::Cda,
+            "xdm" => Format::Xdm,
             other => return Err(UsageError(format!("unknown --format {other:?}")).into()),
         })
     }

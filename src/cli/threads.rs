@@ -170,8 +170,12 @@ pub async fn report(
             std::fs::write(&path, pdf)?;
             eprintln!("written: {}", path.display());
         }
+        Format::Cda | Format::Xdm => super::record::write(settings, &data, format, output)?,
         other => {
-            return Err(UsageError(format!("report has no {other:?} format (text or pdf)")).into());
+            return Err(UsageError(format!(
+                "report has no {other:?} format (text, pdf, cda or xdm)"
+            ))
+            .into());
         }
     }
     Ok(())
@@ -341,7 +345,9 @@ pub async fn stats(
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Format::Pdf => return Err(UsageError("stats has no pdf format".into()).into()),
+        other @ (Format::Pdf | Format::Cda | Format::Xdm) => {
+            return Err(UsageError(format!("stats has no {other:?} format")).into());
+        }
     }
     Ok(())
 }

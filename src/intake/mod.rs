@@ -486,6 +486,7 @@ impl Intake {
             automatic: true,
             text,
             attachments: vec![],
+            extra_headers: vec![],
         }
     }
 

@@ -939,6 +939,16 @@ async fn send_report(
     let data = report_data_from(&intake.settings, &thread, &messages, now)?;
     let text = report::render_text(&data);
     let pdf = report::render_pdf(&data)?;
+    // Hook (issue 11): the CDA in IHE_XDM.ZIP and the X-MSS headers, for the patient's record.
+    let record = report::record_mail(
+        &data,
+        intake
+            .settings
+            .record
+            .identity(&intake.settings.gateway.network)
+            .as_ref(),
+        &pdf,
+    )?;
     let id = ThreadId::parse(tid)?;
     let requester = EmailAddress::parse(&thread.requester)?;
     for to in [requester, category.group_address.clone()] {
@@ -953,6 +963,15 @@ async fn send_report(
             content_type: "application/pdf".into(),
             bytes: pdf.clone(),
         }];
+        // Hook (issue 11), continued.
+        if let Some(zip) = &record.archive {
+            m.attachments.push(Attachment {
+                name: report::XDM_FILE_NAME.into(),
+                content_type: "application/zip".into(),
+                bytes: zip.clone(),
+            });
+        }
+        m.extra_headers = record.headers.clone();
         send(intake, tx, tid, "report", m, now).await?;
     }
     intake

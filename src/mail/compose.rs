@@ -41,6 +41,9 @@ pub struct Outgoing {
     pub automatic: bool,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// Further headers set by the gateway itself (e.g. `X-MSS-CODECDA`): fixed names, values
+    /// that carry no patient data.
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 fn bare(id: &str) -> String {
@@ -77,6 +80,9 @@ pub fn build(o: &Outgoing, message_id: &str, date: DateTime<Utc>) -> std::io::Re
     if let Some(t) = &o.thread {
         b = b.header("X-Teleavis-Thread", Raw::new(t.clone()));
     }
+    for (name, value) in &o.extra_headers {
+        b = b.header(*name, Raw::new(value.clone()));
+    }
     b = b.text_body(o.text.replace("\r\n", "\n"));
     for a in &o.attachments {
         b = b.attachment(a.content_type.clone(), a.name.clone(), a.bytes.clone());
@@ -112,6 +118,7 @@ mod tests {
                 content_type: "application/pdf".into(),
                 bytes: b"%PDF-1.4 fake".to_vec(),
             }],
+            extra_headers: vec![("X-MSS-INS", "N".into())],
         };
         let raw = build(&o, "<teleavis.1.2@hopital.test>", Utc::now()).unwrap();
         let text = String::from_utf8_lossy(&raw);
@@ -121,6 +128,7 @@ mod tests {
         );
         assert!(text.contains("Auto-Submitted: auto-generated"));
         assert!(text.contains("X-Teleavis-Thread: TE-2026-000042"));
+        assert!(text.contains("X-MSS-INS: N\r\n"));
         assert!(text.contains("teleexpertise+te-2026-000042@hopital.test"));
         assert!(
             !raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),

@@ -275,6 +275,7 @@ impl Worker {
             automatic: true,
             text,
             attachments: vec![],
+            extra_headers: vec![],
         };
         enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now).await?;
         Ok(())

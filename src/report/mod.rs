@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use cda::{CdaDocument, CdaError, LOINC_TLM_CR, OID_INS_NIR, RecordIdentity, build_cda};
 pub use pdf::render_pdf;
 pub use text::render_text;
-pub use xdm::{XDM_FILE_NAME, XdmError, build_xdm};
+pub use xdm::{RecordMail, XDM_FILE_NAME, XdmError, build_xdm, record_mail};
 
 /// Everything the compte-rendu shows, gathered by the caller.
 pub struct ReportData {

@@ -403,3 +403,38 @@ fn metadata(d: &ReportData, rec: &RecordIdentity, doc: &CdaDocument) -> io::Resu
         })?;
     Ok(w.into_inner())
 }
+
+/// What the compte-rendu mail carries for the patient's record, besides the PDF.
+#[derive(Debug, Clone, Default)]
+pub struct RecordMail {
+    /// `IHE_XDM.ZIP`, when the establishment is configured and an act was documented.
+    pub archive: Option<Vec<u8>>,
+    /// `X-MSS-CODECDA` and `X-MSS-INS` (`O`/`N`): they say what the archive holds, never who.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The archive and headers of the compte-rendu mail. `rec` is `None` when no FINESS is
+/// configured; an unanswered thread has no act to document: both give the PDF alone.
+pub fn record_mail(
+    d: &ReportData,
+    rec: Option<&RecordIdentity>,
+    pdf: &[u8],
+) -> Result<RecordMail, XdmError> {
+    let Some(rec) = rec else {
+        return Ok(RecordMail::default());
+    };
+    match build_xdm(d, rec, pdf) {
+        Ok((zip, doc)) => Ok(RecordMail {
+            archive: Some(zip),
+            headers: vec![
+                ("X-MSS-CODECDA", LOINC_TLM_CR.to_owned()),
+                (
+                    "X-MSS-INS",
+                    if doc.ins.is_some() { "O" } else { "N" }.to_owned(),
+                ),
+            ],
+        }),
+        Err(XdmError::Cda(cda::CdaError::NoAct)) => Ok(RecordMail::default()),
+        Err(e) => Err(e),
+    }
+}

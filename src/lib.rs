@@ -4,6 +4,7 @@
 //! over one incoming message; `mail`, `smime`, `store` and `outbox` are the edges.
 
 pub mod address;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -71,6 +71,24 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// Acts for the billing office
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// One row per act of the period (days in the gateway's zone, both inclusive)
+    Export {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +208,9 @@ fn main() -> ExitCode {
                 command: AuditCommand::Verify,
             } => cli::audit_verify(&settings).await,
             Command::Purge { older_than } => cli::purge(&settings, older_than).await,
+            Command::Billing {
+                command: BillingCommand::Export { from, to, format },
+            } => cli::billing_export(&settings, from, to, fmt(&format)?).await,
         }
     });
     match result {

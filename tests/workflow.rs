@@ -498,6 +498,66 @@ fn seed_case1_full_round_trip() {
     // The record, from the command line.
     let shown = thread(&gw, &tid);
     assert_eq!(shown["status"], "terminee");
+    // Billing: TE2 for the expert who answered, RQD for the requérant, priced on the day.
+    let acts = shown["acts"].as_array().expect("acts");
+    let codes: Vec<&str> = acts.iter().filter_map(|a| a["code"].as_str()).collect();
+    assert_eq!(codes, ["TE2", "RQD"], "{acts:?}");
+    for a in acts {
+        assert!(a["amount_eur"].as_f64().is_some_and(|e| e > 0.0), "{a}");
+        assert!(
+            a["billable"].is_boolean() && a.get("reason").is_some(),
+            "{a}"
+        );
+    }
+    let export = gw.cli_json(&["billing", "export", "--format", "json"]);
+    let rows = export.as_array().expect("export rows");
+    assert!(
+        rows.iter().filter(|r| r["thread"] == tid.as_str()).count() == 2,
+        "{export}"
+    );
+    let csv = gw.cli(&["billing", "export", "--format", "csv"]);
+    assert!(csv.status.success());
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("thread,date,act,amount_eur,billable,reason,doctor_rpps"),
+        "{csv}"
+    );
+    // The CDA and the archive from the command line, too.
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("IHE_XDM.ZIP");
+    let out = gw.cli(&[
+        "report",
+        &tid,
+        "--format",
+        "xdm",
+        "--output",
+        zip.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    record::assert_xdm_valid(&std::fs::read(&zip).unwrap(), "report --format xdm");
+    let cda = dir.path().join("cr.xml");
+    let out = gw.cli(&[
+        "report",
+        &tid,
+        "--format",
+        "cda",
+        "--output",
+        cda.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(std::fs::read(&cda).unwrap())
+            .unwrap()
+            .contains("85208-7")
+    );
     assert_eq!(shown["category"], "infectio");
     assert_eq!(shown["requester"], gp().as_str());
     assert!(shown["closed_at"].is_string());

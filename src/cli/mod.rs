@@ -1,6 +1,7 @@
 //! The administrative commands: check-config, migrate, threads, report, stats, quarantine,
 //! audit, purge. Each prints for a person (table, text) or a program (JSON, CSV).
 
+mod billing;
 mod quarantine;
 mod record;
 mod threads;
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+pub use billing::billing_export;
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
 pub use threads::{purge, report, stats, threads_list, threads_show};
 

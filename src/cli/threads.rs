@@ -102,6 +102,7 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
                     })
                 })
                 .collect();
+            v["acts"] = super::billing::acts_json(&store.thread_acts(&id).await?);
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text | Format::Table => {
@@ -155,7 +156,13 @@ pub async fn report(
     if store.get_thread(&id).await?.is_none() {
         return Err(UsageError(format!("no thread {id}")).into());
     }
-    let data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
+    let mut data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
+    data.acts = store
+        .thread_acts(&id)
+        .await?
+        .into_iter()
+        .map(|r| r.act)
+        .collect();
     match format {
         Format::Text => {
             let text = crate::report::render_text(&data);

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use crate::billing::{Price, Tariff};
 use crate::report::{OID_INS_NIR, RecordIdentity};
 
 /// INS-NIR OID of test systems (`record.ins_oid` for a test platform).
@@ -148,6 +149,24 @@ fn default_max_per_year() -> u32 {
 }
 
 impl BillingSettings {
+    /// The configured tariff, or the default one when `[[billing.tariff]]` is empty.
+    pub fn tariff(&self) -> Tariff {
+        if self.tariff.is_empty() {
+            return Tariff::default();
+        }
+        Tariff(
+            self.tariff
+                .iter()
+                .map(|t| Price {
+                    code: t.code.clone(),
+                    cents: (t.amount_eur * 100.0).round() as i64,
+                    from: t.from,
+                    until: t.until,
+                })
+                .collect(),
+        )
+    }
+
     pub(super) fn problems(&self, p: &mut impl FnMut(&str, String)) {
         for (i, t) in self.tariff.iter().enumerate() {
             let key = format!("billing.tariff[{i}]");

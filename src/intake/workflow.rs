@@ -917,6 +917,8 @@ pub fn report_data_from(
         attachments,
         generated_at: now,
         timezone: tz,
+        // Hook (issue 11): filled by `Store::settle_acts` when the compte-rendu is sent.
+        acts: vec![],
     })
 }
 
@@ -936,7 +938,14 @@ async fn send_report(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no thread {tid}"))?;
     let messages = intake.store.thread_messages_in(tx, tid).await?;
-    let data = report_data_from(&intake.settings, &thread, &messages, now)?;
+    let mut data = report_data_from(&intake.settings, &thread, &messages, now)?;
+    // Hook (issue 11): the thread's billing acts, decided and recorded as the compte-rendu is
+    // sent (in this transaction, so the yearly cap never counts a thread twice).
+    let billing = &intake.settings.billing;
+    data.acts = intake
+        .store
+        .settle_acts(tx, &data, &billing.tariff(), billing.max_per_year, now)
+        .await?;
     let text = report::render_text(&data);
     let pdf = report::render_pdf(&data)?;
     // Hook (issue 11): the CDA in IHE_XDM.ZIP and the X-MSS headers, for the patient's record.

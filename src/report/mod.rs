@@ -51,6 +51,8 @@ pub struct ReportData {
     pub generated_at: DateTime<Utc>,
     /// Dates are shown in this zone (Europe/Paris in practice).
     pub timezone: chrono_tz::Tz,
+    /// The thread's billing acts once decided (at close); empty before.
+    pub acts: Vec<crate::billing::Act>,
 }
 
 /// The patient's identity traits as given in the request.
@@ -138,6 +140,7 @@ impl fmt::Debug for ReportData {
             .field("attachments", &self.attachments)
             .field("generated_at", &self.generated_at)
             .field("timezone", &self.timezone)
+            .field("acts", &self.acts.len())
             .finish()
     }
 }

@@ -84,6 +84,7 @@ pub(super) fn seed_case() -> ReportData {
         }],
         generated_at: paris(2024, 11, 12, 11, 14),
         timezone: chrono_tz::Europe::Paris,
+        acts: vec![],
     }
 }
 
@@ -389,4 +390,41 @@ fn long_exchange_paginates_without_loss() {
     assert!(text.contains("Compte-rendu généré le 12/11/2024 à 11h14."));
     let squeezed: String = text.split_whitespace().collect();
     assert!(squeezed.contains(&"x".repeat(400)));
+}
+
+#[test]
+fn facturation_lists_the_acts_and_why_not() {
+    let mut d = seed_case();
+    let day = NaiveDate::from_ymd_opt(2026, 1, 2).expect("date");
+    d.acts = vec![
+        crate::billing::Act {
+            code: "TE2".into(),
+            doctor_rpps: Some("10007654321".into()),
+            doctor_name: "Dr Yvon RUCH".into(),
+            day,
+            amount_cents: 2300,
+            billable: false,
+            reason: Some("plafond annuel atteint".into()),
+        },
+        crate::billing::Act {
+            code: "RQD".into(),
+            doctor_rpps: Some("10001234567".into()),
+            doctor_name: "Dr Olivier HANRIOT".into(),
+            day,
+            amount_cents: 1000,
+            billable: true,
+            reason: None,
+        },
+    ];
+    let t = render_text(&d);
+    assert!(
+        t.contains("– TE2, Dr Yvon RUCH (RPPS 10007654321), 23,00 € le 02/01/2026 — non facturable : plafond annuel atteint"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "– RQD, Dr Olivier HANRIOT (RPPS 10001234567), 10,00 € le 02/01/2026 — facturable"
+        ),
+        "{t}"
+    );
 }

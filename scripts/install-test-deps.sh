@@ -2,13 +2,16 @@
 # Installs, only when missing, the Debian packages the teleavis tests and demo need: a real
 # Postfix and Dovecot (run privately by scripts/mailsys.py, never as the system instances),
 # openssl, poppler-utils (pdftotext for the compte-rendu PDF), DejaVu fonts, the OpenSSL
-# headers for the openssl crate, and python3 for scripts/mailsys.py and tests/support/mailtool.py.
+# headers for the openssl crate, python3 for scripts/mailsys.py and tests/support/mailtool.py,
+# and what the ANS CDA/XDM validator kit (../shared/validators/cda) runs on: a Java runtime,
+# Saxon-HE, xmllint and unzip.
 # Usage (as root): scripts/install-test-deps.sh        Idempotent; `apt-get update` only when
 # something has to be installed.
 set -euo pipefail
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils
-          fonts-dejavu-core libssl-dev pkg-config python3)
+          fonts-dejavu-core libssl-dev pkg-config python3
+          default-jre-headless libsaxonhe-java libxml2-utils unzip)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps.sh: must run as root" >&2

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod form;
 pub mod intake;
 pub mod mail;
+pub mod mdn;
 pub mod outbox;
 pub mod report;
 pub mod smime;

@@ -40,6 +40,7 @@ fn enqueue(gw: &Gateway, to: &str) -> (i64, String) {
             text: "Bonjour".into(),
             attachments: vec![],
             extra_headers: vec![],
+            report: None,
         };
         let r = teleavis::outbox::enqueue(&store, &mut tx, &settings, "notice", &m, Utc::now())
             .await

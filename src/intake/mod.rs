@@ -309,6 +309,14 @@ impl Intake {
                     let text = notices::rejected(&self.settings, reason, envelope);
                     self.auto_reply(tx, &from, envelope, "Message refusé", text, None, now)
                         .await?;
+                    // Hook (issue 11): the MDN the authenticated sender asked for.
+                    if crate::mdn::wanted(envelope.disposition_notification_to.as_deref(), &from) {
+                        let reason = format!("message refusé ({})", reason.code());
+                        let d = crate::mdn::Disposition::Error { reason };
+                        let id = envelope.message_id.as_deref();
+                        crate::mdn::queue(&self.store, tx, &self.settings, &from, id, &d, now)
+                            .await?;
+                    }
                 }
                 return quarantine(reason, rejection.detail);
             }
@@ -487,6 +495,7 @@ impl Intake {
             text,
             attachments: vec![],
             extra_headers: vec![],
+            report: None,
         }
     }
 

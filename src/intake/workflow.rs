@@ -12,6 +12,7 @@ use crate::address::EmailAddress;
 use crate::config::CategorySettings;
 use crate::form::{self, FormTemplate, RequestForm};
 use crate::mail::compose::{Attachment, Outgoing};
+use crate::mdn;
 use crate::report::{self, ReportData};
 use crate::smime::Authenticated;
 use crate::store::{NewThreadMessage, ThreadMessageRow, ThreadRow, ThreadUpdate, Tx};
@@ -255,6 +256,20 @@ async fn request(
             intake
                 .auto_reply(tx, &from, envelope, "Demande incomplète", text, None, now)
                 .await?;
+            // Hook (issue 11): the MDN the sender asked for, with the reason.
+            let reason = format!(
+                "demande incomplète ({} point(s) du formulaire à corriger)",
+                problems.len()
+            );
+            queue_mdn(
+                intake,
+                tx,
+                envelope,
+                &from,
+                mdn::Disposition::Error { reason },
+                now,
+            )
+            .await?;
             info!(
                 inbound_id,
                 problems = problems.len(),
@@ -327,8 +342,38 @@ async fn request(
     fwd.automatic = false;
     fwd.attachments = content.attachments;
     send(intake, tx, &tid, "forward", fwd, now).await?;
+    // Hook (issue 11): the MDN the sender asked for.
+    let processed = mdn::Disposition::Processed {
+        thread: tid.clone(),
+    };
+    queue_mdn(intake, tx, envelope, &from, processed, now).await?;
     info!(inbound_id, thread = %tid, category = %category.id, "thread opened");
     Ok(Decision::Processed { thread: Some(tid) })
+}
+
+/// Hook (issue 11): queues an MDN when `Disposition-Notification-To` is the authenticated From.
+async fn queue_mdn(
+    intake: &Intake,
+    tx: &mut Tx,
+    envelope: &Envelope,
+    from: &EmailAddress,
+    disposition: mdn::Disposition,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if mdn::wanted(envelope.disposition_notification_to.as_deref(), from) {
+        let id = envelope.message_id.as_deref();
+        mdn::queue(
+            &intake.store,
+            tx,
+            &intake.settings,
+            from,
+            id,
+            &disposition,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A message about a closed thread that is a new request following it.

@@ -128,7 +128,12 @@ impl Worker {
     }
 
     async fn deliver(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
-        let policy = self.settings.smime.encrypt_outgoing;
+        let mut policy = self.settings.smime.encrypt_outgoing;
+        // An MDN is encrypted when the sender's certificate is known, never held without it:
+        // it says nothing about the patient, and a held receipt is no receipt.
+        if row.kind == crate::mdn::KIND && policy == EncryptOutgoing::Always {
+            policy = EncryptOutgoing::WhenPossible;
+        }
         let mut certs = Vec::new();
         let mut missing = Vec::new();
         for r in &row.recipients {
@@ -276,6 +281,7 @@ impl Worker {
             text,
             attachments: vec![],
             extra_headers: vec![],
+            report: None,
         };
         enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now).await?;
         Ok(())

@@ -10,11 +10,12 @@ use std::io;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
-use sha2::{Digest, Sha256};
 
+use super::identity::{
+    birth_cog, display_name, hl7_local, nir_digits, rpps_id, signer, split_name, uuid_oid,
+};
 use super::{ReportData, ReportPerson};
 
 /// LOINC code of a TLM-CR (also the `X-MSS-CODECDA` header value).
@@ -29,9 +30,6 @@ const OID_NGAP: &str = "1.2.250.1.215.200.3.3";
 const OID_PROFESSION: &str = "1.2.250.1.213.1.1.4.5";
 /// INS-NIR of production systems; 1.2.250.1.213.1.4.10 is the test one.
 pub const OID_INS_NIR: &str = "1.2.250.1.213.1.4.8";
-/// Root of the document ids: `2.25.<decimal>` is the OID arc for UUIDs (ITU-T X.667), so the
-/// gateway needs no OID of its own to give each compte-rendu a unique id.
-const UUID_ARC: &str = "2.25";
 
 /// The profession every expert and requérant is given: the forms carry the specialty as free
 /// text, which no coded value of JDV_J01 can be derived from with certainty.
@@ -76,93 +74,6 @@ pub struct CdaDocument {
     /// The expert who signs the document (the last one who answered), if any.
     pub legal_authenticator: Option<ReportPerson>,
     pub title: String,
-}
-
-/// A 128-bit value derived from `parts`, written as a `2.25.` OID. Stable for the same input,
-/// so the set id of one thread is the same whenever its compte-rendu is produced.
-pub(crate) fn uuid_oid(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    // RFC 4122 version 8 (custom) and variant bits, so the value is a well-formed UUID.
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    format!("{UUID_ARC}.{}", u128::from_be_bytes(b))
-}
-
-/// `20240715160400+0200`: HL7 TS with the gateway zone's offset.
-pub(crate) fn hl7_local(at: DateTime<Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz).format("%Y%m%d%H%M%S%z").to_string()
-}
-
-/// The NIR without spaces, when one was given.
-pub(crate) fn nir_digits(d: &ReportData) -> Option<String> {
-    d.patient
-        .nir
-        .as_deref()
-        .map(|n| n.chars().filter(|c| !c.is_whitespace()).collect::<String>())
-        .filter(|n| n.len() == 15)
-}
-
-/// The COG code of the birth place, from a permanent NIR (first digit 1 or 2; 3, 4, 7 and 8
-/// are temporary numbers whose digits locate nothing).
-fn birth_cog(d: &ReportData) -> Option<String> {
-    let n = nir_digits(d)?;
-    matches!(n.as_bytes().first(), Some(b'1' | b'2')).then(|| n[5..10].to_owned())
-}
-
-/// `Dr Yvon RUCH` → (`Yvon`, `RUCH`): the family name is the words in capitals, as French
-/// certificates write it; without one, the whole name is the family name.
-pub(crate) fn split_name(full: &str) -> (String, String) {
-    let words: Vec<&str> = full
-        .split_whitespace()
-        .filter(|w| {
-            !matches!(
-                w.trim_end_matches('.').to_lowercase().as_str(),
-                "dr" | "pr" | "docteur" | "professeur"
-            )
-        })
-        .collect();
-    let is_upper =
-        |w: &&str| w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_lowercase);
-    let family: Vec<&str> = words.iter().copied().filter(is_upper).collect();
-    let given: Vec<&str> = words.iter().copied().filter(|w| !is_upper(w)).collect();
-    if family.is_empty() || given.is_empty() {
-        return (String::new(), words.join(" "));
-    }
-    (given.join(" "), family.join(" "))
-}
-
-/// The person's name for the header, else the mail address (never empty).
-pub(crate) fn display_name(p: &ReportPerson) -> String {
-    p.name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(p.address.trim())
-        .to_owned()
-}
-
-pub(crate) fn rpps_id(p: &ReportPerson) -> Option<String> {
-    p.rpps
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(|r| format!("8{r}"))
-}
-
-/// The signing expert: the last one who answered (the one who closed, usually).
-pub(crate) fn signer(d: &ReportData) -> Option<&ReportPerson> {
-    d.experts
-        .iter()
-        .rev()
-        .find(|e| e.rpps.is_some())
-        .or(d.experts.last())
 }
 
 /// Why no CDA was produced.
@@ -232,26 +143,15 @@ pub fn build_cda(
                 empty(w, "templateId", &[("root", t)])?;
             }
             empty(w, "id", &[("root", &unique_id)])?;
-            empty(
-                w,
-                "code",
-                &[
-                    ("code", LOINC_TLM_CR),
-                    ("displayName", LOINC_TLM_CR_NAME),
-                    ("codeSystem", LOINC),
-                    ("codeSystemName", "LOINC"),
-                ],
-            )?;
+            coded(w, "code", LOINC_TLM_CR, LOINC_TLM_CR_NAME, LOINC)?;
             text(w, "title", &[], &title)?;
             empty(w, "effectiveTime", &[("value", &now)])?;
-            empty(
+            coded(
                 w,
                 "confidentialityCode",
-                &[
-                    ("code", "N"),
-                    ("codeSystem", "2.16.840.1.113883.5.25"),
-                    ("displayName", "Normal"),
-                ],
+                "N",
+                "Normal",
+                "2.16.840.1.113883.5.25",
             )?;
             empty(w, "languageCode", &[("code", "fr-FR")])?;
             empty(w, "setId", &[("root", &set_id)])?;
@@ -293,16 +193,7 @@ pub fn build_cda(
             })?;
             el(w, "documentationOf", &[], |w| {
                 el(w, "serviceEvent", &[("classCode", "ACT")], |w| {
-                    empty(
-                        w,
-                        "code",
-                        &[
-                            ("code", ACT_CODE),
-                            ("displayName", ACT_NAME),
-                            ("codeSystem", OID_NGAP),
-                            ("codeSystemName", "NGAP"),
-                        ],
-                    )?;
+                    coded(w, "code", ACT_CODE, ACT_NAME, OID_NGAP)?;
                     el(w, "effectiveTime", &[], |w| {
                         empty(w, "low", &[("value", &hl7_local(d.requested_at, tz))])?;
                         if let Some(end) = d.answered_at.or(d.closed_at) {
@@ -323,15 +214,7 @@ pub fn build_cda(
             el(w, "componentOf", &[], |w| {
                 el(w, "encompassingEncounter", &[], |w| {
                     // Virtual encounter: the patient takes no part in a téléexpertise.
-                    empty(
-                        w,
-                        "code",
-                        &[
-                            ("code", "VR"),
-                            ("displayName", "Virtuelle"),
-                            ("codeSystem", "2.16.840.1.113883.5.4"),
-                        ],
-                    )?;
+                    coded(w, "code", "VR", "Virtuelle", "2.16.840.1.113883.5.4")?;
                     el(w, "effectiveTime", &[], |w| {
                         empty(w, "low", &[("value", &hl7_local(d.requested_at, tz))])?;
                         if let Some(end) = d.closed_at {
@@ -342,14 +225,12 @@ pub fn build_cda(
                     el(w, "location", &[], |w| {
                         el(w, "healthCareFacility", &[], |w| {
                             organization_id(w, rec)?;
-                            empty(
+                            coded(
                                 w,
                                 "code",
-                                &[
-                                    ("code", &rec.facility_type.0),
-                                    ("displayName", &rec.facility_type.1),
-                                    ("codeSystem", FACILITY_TYPE_OID),
-                                ],
+                                &rec.facility_type.0,
+                                &rec.facility_type.1,
+                                FACILITY_TYPE_OID,
                             )?;
                             el(w, "location", &[], |w| {
                                 text(w, "name", &[], &rec.organization_name)
@@ -398,6 +279,19 @@ fn text(w: &mut W, name: &str, attrs: &[(&str, &str)], value: &str) -> io::Resul
         .with_attributes(attrs.iter().copied())
         .write_text_content(BytesText::new(value))?;
     Ok(())
+}
+
+/// A coded element: `code`, `displayName`, `codeSystem`.
+fn coded(w: &mut W, tag: &str, code: &str, name: &str, system: &str) -> io::Result<()> {
+    empty(
+        w,
+        tag,
+        &[
+            ("code", code),
+            ("displayName", name),
+            ("codeSystem", system),
+        ],
+    )
 }
 
 fn el(
@@ -463,28 +357,18 @@ fn professional(
     local_root: &str,
 ) -> io::Result<()> {
     person_id(w, p, local_root)?;
-    empty(
-        w,
-        "code",
-        &[
-            ("code", PROFESSION_CODE),
-            ("displayName", PROFESSION_NAME),
-            ("codeSystem", OID_PROFESSION),
-        ],
-    )?;
+    coded(w, "code", PROFESSION_CODE, PROFESSION_NAME, OID_PROFESSION)?;
     telecom(w, p)?;
     el(w, "assignedPerson", &[], |w| person_name(w, p))?;
     el(w, "representedOrganization", &[], |w| {
         organization_id(w, rec)?;
         text(w, "name", &[], &rec.organization_name)?;
-        empty(
+        coded(
             w,
             "standardIndustryClassCode",
-            &[
-                ("code", PRACTICE_SETTING.0),
-                ("displayName", PRACTICE_SETTING.1),
-                ("codeSystem", PRACTICE_SETTING_OID),
-            ],
+            PRACTICE_SETTING.0,
+            PRACTICE_SETTING.1,
+            PRACTICE_SETTING_OID,
         )
     })
 }
@@ -515,14 +399,12 @@ fn record_target(w: &mut W, d: &ReportData, id: &(String, String)) -> io::Result
                     "M" => ("M", "Masculin"),
                     _ => ("U", "Inconnu"),
                 };
-                empty(
+                coded(
                     w,
                     "administrativeGenderCode",
-                    &[
-                        ("code", code),
-                        ("displayName", name),
-                        ("codeSystem", "2.16.840.1.113883.5.1"),
-                    ],
+                    code,
+                    name,
+                    "2.16.840.1.113883.5.1",
                 )?;
                 empty(
                     w,
@@ -543,28 +425,4 @@ fn record_target(w: &mut W, d: &ReportData, id: &(String, String)) -> io::Result
             })
         })
     })
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn names_split_on_capitals() {
-        assert_eq!(split_name("Dr Yvon RUCH"), ("Yvon".into(), "RUCH".into()));
-        assert_eq!(
-            split_name("Jean-Éric DE LA TOUR"),
-            ("Jean-Éric".into(), "DE LA TOUR".into())
-        );
-        assert_eq!(split_name("infectio"), (String::new(), "infectio".into()));
-    }
-
-    #[test]
-    fn document_ids_are_uuid_oids() {
-        let a = uuid_oid(&["x", "TE-2026-000001"]);
-        assert!(a.starts_with("2.25."));
-        assert_eq!(a, uuid_oid(&["x", "TE-2026-000001"]));
-        assert_ne!(a, uuid_oid(&["x", "TE-2026-000002"]));
-        assert!(a[5..].chars().all(|c| c.is_ascii_digit()));
-    }
 }

@@ -8,6 +8,7 @@
 
 mod cda;
 mod content;
+mod identity;
 mod pdf;
 mod text;
 mod xdm;

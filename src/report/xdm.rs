@@ -19,7 +19,7 @@ use super::cda::{
     self, ACT_CODE, ACT_NAME, CdaDocument, FACILITY_TYPE_OID, LOINC_TLM_CR, LOINC_TLM_CR_NAME,
     PRACTICE_SETTING, PRACTICE_SETTING_OID, PROFESSION_CODE, PROFESSION_NAME, RecordIdentity,
 };
-use super::{ReportData, ReportPerson};
+use super::{ReportData, ReportPerson, identity};
 
 /// The attachment's name, fixed by the MSSanté convention.
 pub const XDM_FILE_NAME: &str = "IHE_XDM.ZIP";
@@ -165,8 +165,8 @@ fn hl7v2(s: &str) -> String {
 
 /// XCN of a professional: `8RPPS^FAMILY^Given^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS`.
 fn xcn(p: &ReportPerson) -> String {
-    let (given, family) = cda::split_name(&cda::display_name(p));
-    match cda::rpps_id(p) {
+    let (given, family) = identity::split_name(&identity::display_name(p));
+    match identity::rpps_id(p) {
         Some(id) => format!(
             "{}^{}^{}^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS",
             hl7v2(&id),
@@ -307,8 +307,8 @@ fn metadata(d: &ReportData, rec: &RecordIdentity, doc: &CdaDocument) -> io::Resu
     let size = doc.xml.len().to_string();
     let p = &d.patient;
     let author_person = doc.legal_authenticator.as_ref().unwrap_or(&d.requester);
-    let source_id = cda::uuid_oid(&["teleavis-source", rec.finess.trim()]);
-    let set_unique = cda::uuid_oid(&["teleavis-submission", &doc.unique_id]);
+    let source_id = identity::uuid_oid(&["teleavis-source", rec.finess.trim()]);
+    let set_unique = identity::uuid_oid(&["teleavis-submission", &doc.unique_id]);
 
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 1);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;

@@ -184,3 +184,77 @@ impl BillingSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Wrapper {
+        billing: BillingSettings,
+        record: RecordSettings,
+    }
+
+    /// Read the way `Settings::load` reads the file (the `config` crate), TOML dates included.
+    fn load(toml: &str) -> Wrapper {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("settings")
+    }
+
+    #[test]
+    fn tariff_overrides_with_toml_dates() {
+        let w = load(
+            "[record]\nfiness = \"570000745\"\n[billing]\nmax_per_year = 3\n\
+             [[billing.tariff]]\ncode = \"TE2\"\namount_eur = 25.5\nfrom = 2027-01-01\n\
+             [[billing.tariff]]\ncode = \"RQD\"\namount_eur = 10\n",
+        );
+        assert_eq!(w.billing.max_per_year, 3);
+        let t = w.billing.tariff();
+        let day = |y| NaiveDate::from_ymd_opt(y, 6, 1).expect("date");
+        assert_eq!(t.price("TE2", day(2027)), Some(2550));
+        assert_eq!(
+            t.price("TE2", day(2026)),
+            None,
+            "an override replaces the defaults"
+        );
+        assert_eq!(t.price("RQD", day(2026)), Some(1000));
+        let mut problems = vec![];
+        w.billing
+            .problems(&mut |k: &str, m: String| problems.push(format!("{k}: {m}")));
+        w.record.problems("", &mut |k: &str, m: String| {
+            problems.push(format!("{k}: {m}"))
+        });
+        assert_eq!(
+            problems,
+            ["record.organization_name: required with record.finess when gateway.network is empty"]
+        );
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let w = load("[record]\n[billing]\n");
+        assert_eq!(w.billing.tariff(), Tariff::default());
+        assert_eq!(w.record.identity("CHR"), None, "no FINESS, no archive");
+        let w = load(
+            "[record]\nins_oid = \"1.2.3\"\nfiness = \"12345\"\n[billing]\n\
+             [[billing.tariff]]\ncode = \"XX\"\namount_eur = -1\n",
+        );
+        let mut keys = vec![];
+        w.record
+            .problems("CHR", &mut |k: &str, _| keys.push(k.to_owned()));
+        w.billing
+            .problems(&mut |k: &str, _| keys.push(k.to_owned()));
+        assert_eq!(
+            keys,
+            [
+                "record.ins_oid",
+                "record.finess",
+                "billing.tariff[0]",
+                "billing.tariff[0]"
+            ]
+        );
+    }
+}

@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/gateway.rs"]
 mod gateway;
+#[path = "common/record.rs"]
+mod record;
 
 use std::process::Command;
 use std::time::Duration;
@@ -43,25 +45,7 @@ fn request(mail: &MailSystem, message_id: &str, dnt: &str, form: &str) {
 /// The decrypted, verified message as Python's `email` reads it: content type, report-type,
 /// the parts' types and the disposition-notification fields.
 fn read_mdn(user: &str, raw: &[u8]) -> Value {
-    const PY: &str = r#"
-import sys, subprocess, email, email.policy, json
-cert, key = sys.argv[1:3]
-data = sys.stdin.buffer.read()
-def cms(args, data):
-    return subprocess.run(["openssl", "cms"] + args, input=data, capture_output=True, check=True).stdout
-for _ in range(6):
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    ct = msg.get_content_type()
-    st = (msg.get_param("smime-type") or "").lower()
-    if ct in ("application/pkcs7-mime", "application/x-pkcs7-mime") and "signed" not in st:
-        data = cms(["-decrypt", "-binary", "-inform", "SMIME", "-recip", cert, "-inkey", key], data)
-    elif "signed" in st:
-        data = cms(["-verify", "-noverify", "-nosigs", "-binary", "-inform", "SMIME"], data)
-    elif ct == "multipart/signed":
-        msg = msg.get_payload(0)
-        break
-    else:
-        break
+    const READ: &str = r#"
 out = {"content_type": msg.get_content_type(), "report_type": msg.get_param("report-type"),
        "parts": [], "fields": {}, "text": ""}
 if msg.is_multipart():
@@ -78,7 +62,7 @@ print(json.dumps(out))
     let name = common::pki_user(user);
     let out = run_ok(
         Command::new("python3")
-            .args(["-c", PY])
+            .args(["-c", &format!("{}{READ}", record::UNWRAP_PY)])
             .arg(user_cert(&name))
             .arg(user_key(&name)),
         Some(raw),

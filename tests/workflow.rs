@@ -161,25 +161,8 @@ fn normalize(s: &str) -> String {
 /// The attachments of a gateway message, decrypted and unwrapped with openssl and Python's
 /// email package (not teleavis): file name → bytes.
 fn extract_attachments(user: &str, raw: &[u8]) -> Vec<(String, Vec<u8>)> {
-    const PY: &str = r#"
-import sys, os, subprocess, email, email.policy, json
-cert, key, out = sys.argv[1:4]
-data = sys.stdin.buffer.read()
-def cms(args, data):
-    return subprocess.run(["openssl", "cms"] + args, input=data, capture_output=True, check=True).stdout
-for _ in range(6):
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    ct = msg.get_content_type()
-    st = (msg.get_param("smime-type") or "").lower()
-    if ct in ("application/pkcs7-mime", "application/x-pkcs7-mime") and "signed" not in st:
-        data = cms(["-decrypt", "-binary", "-inform", "SMIME", "-recip", cert, "-inkey", key], data)
-    elif "signed" in st:
-        data = cms(["-verify", "-noverify", "-nosigs", "-binary", "-inform", "SMIME"], data)
-    elif ct == "multipart/signed":
-        msg = msg.get_payload(0)
-        break
-    else:
-        break
+    const WALK: &str = r#"
+out = sys.argv[3]
 names = []
 for p in msg.walk():
     fn = p.get_filename()
@@ -189,11 +172,12 @@ for p in msg.walk():
             f.write(p.get_payload(decode=True))
 print(json.dumps(names))
 "#;
+    let py = format!("{}{WALK}", record::UNWRAP_PY);
     let dir = tempfile::tempdir().unwrap();
     let name = common::pki_user(user);
     let out = run_ok(
         Command::new("python3")
-            .args(["-c", PY])
+            .args(["-c", &py])
             .arg(user_cert(&name))
             .arg(user_key(&name))
             .arg(dir.path()),

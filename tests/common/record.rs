@@ -1,10 +1,35 @@
 //! What the patient's record software checks in a compte-rendu mail, done by the tools it would
 //! trust: the ANS's CDA/XDM validator kit (`../shared/validators/cda/`) and poppler-utils.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::path::Path;
 use std::process::Command;
 
 const KIT: &str = "../shared/validators/cda";
+
+/// Python that reads a message from stdin and leaves in `msg` its innermost entity, decrypted
+/// with `cert`/`key` (argv 1 and 2) and unwrapped from its signatures by `openssl cms`.
+pub const UNWRAP_PY: &str = r#"
+import sys, os, subprocess, email, email.policy, json
+cert, key = sys.argv[1:3]
+data = sys.stdin.buffer.read()
+def cms(args, data):
+    return subprocess.run(["openssl", "cms"] + args, input=data, capture_output=True, check=True).stdout
+for _ in range(6):
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    ct = msg.get_content_type()
+    st = (msg.get_param("smime-type") or "").lower()
+    if ct in ("application/pkcs7-mime", "application/x-pkcs7-mime") and "signed" not in st:
+        data = cms(["-decrypt", "-binary", "-inform", "SMIME", "-recip", cert, "-inkey", key], data)
+    elif "signed" in st:
+        data = cms(["-verify", "-noverify", "-nosigs", "-binary", "-inform", "SMIME"], data)
+    elif ct == "multipart/signed":
+        msg = msg.get_payload(0)
+        break
+    else:
+        break
+"#;
 
 /// Runs `validate-xdm.sh` on the archive and asserts it passes with no error and no warning.
 /// Skips with a loud notice only when Java cannot be installed.

@@ -5,9 +5,11 @@
 
 pub mod address;
 pub mod billing;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod faults;
 pub mod form;
 pub mod intake;
 pub mod mail;

@@ -12,11 +12,8 @@ use chrono::{DateTime, Utc};
 
 use crate::address::EmailAddress;
 use crate::config::Settings;
-use crate::mail::compose::{Outgoing, Report};
-use crate::store::{Store, Tx};
-
-/// Outbox kind of an MDN (the outbox encrypts it when it can, never holds it).
-pub const KIND: &str = "mdn";
+use crate::mail::compose::Report;
+use crate::store::{OutboxKind, Store, Tx};
 
 /// What became of the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,25 +109,22 @@ pub async fn queue(
             None,
         ),
     };
-    let m = Outgoing {
-        from_name: g.display_name.clone(),
-        from: g.address.clone(),
-        to: vec![to.clone()],
-        reply_to: None,
+    let mut m = crate::outbox::gateway_message(
+        settings,
+        vec![to.clone()],
         subject,
-        thread,
-        in_reply_to: original_message_id.map(str::to_owned),
-        references: original_message_id.map(str::to_owned).into_iter().collect(),
-        automatic: true,
         text,
-        attachments: vec![],
-        extra_headers: vec![],
-        report: Some(Report {
-            report_type: "disposition-notification",
-            fields: fields(&g.address, original_message_id, disposition),
-        }),
-    };
-    crate::outbox::enqueue(store, tx, settings, KIND, &m, now).await?;
+        thread.as_deref(),
+    );
+    // A receipt is not answered: no thread Reply-To.
+    m.reply_to = None;
+    m.in_reply_to = original_message_id.map(str::to_owned);
+    m.references = original_message_id.map(str::to_owned).into_iter().collect();
+    m.report = Some(Report {
+        report_type: "disposition-notification",
+        fields: fields(&g.address, original_message_id, disposition),
+    });
+    crate::outbox::enqueue(store, tx, settings, OutboxKind::Mdn, &m, now).await?;
     Ok(())
 }
 

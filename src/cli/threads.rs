@@ -149,14 +149,17 @@ pub async fn report(
     format: Format,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let id = crate::thread::ThreadId::parse(id)
-        .map_err(|e| UsageError(e.to_string()))?
-        .to_string();
+    let tid = crate::thread::ThreadId::parse(id).map_err(|e| UsageError(e.to_string()))?;
+    let id = tid.to_string();
     let store = open_store(settings).await?;
-    if store.get_thread(&id).await?.is_none() {
+    let Some(thread) = store.thread(&tid).await? else {
         return Err(UsageError(format!("no thread {id}")).into());
-    }
-    let mut data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
+    };
+    let messages = store.thread_messages(&id).await?;
+    let (catalogue, _) = crate::catalogue::Catalogue::compile(settings);
+    let network = &settings.gateway.network;
+    let mut data = crate::report::assemble(network, &catalogue, &thread, &messages, Utc::now());
+    // The acts decided when the compte-rendu was sent (none before).
     data.acts = store
         .thread_acts(&id)
         .await?

@@ -14,11 +14,15 @@
 
 mod audit;
 mod billing;
+mod domain;
 mod error;
 mod inbound;
+mod kinds;
 mod lease;
 mod outbox;
 mod recipients;
+mod redact;
+mod signatures;
 mod stats;
 mod threads;
 
@@ -38,10 +42,13 @@ use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use billing::ActRow;
+pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
-pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
+pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
+pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::Lease;
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
+pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
 pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};
@@ -173,30 +180,44 @@ impl Store {
 
     /// Applies the embedded migrations of the backend; running it again is a no-op.
     pub async fn migrate(&self) -> Result<()> {
-        let sql: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-            Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
-        };
-        let billing: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../../migrations/sqlite/0006_billing_acts.sql"),
-            Backend::Postgres => include_str!("../../migrations/postgres/0006_billing_acts.sql"),
-        };
-        let migrator = Migrator::with_migrations(vec![
-            Migration::new(
+        // (version, name, SQLite text, PostgreSQL text), in order.
+        const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+            (
                 1,
-                Cow::Borrowed("init"),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+                include_str!("../../migrations/postgres/0001_init.sql"),
             ),
-            Migration::new(
+            (
+                2,
+                "accepted_signatures",
+                include_str!("../../migrations/sqlite/0002_accepted_signatures.sql"),
+                include_str!("../../migrations/postgres/0002_accepted_signatures.sql"),
+            ),
+            (
                 6,
-                Cow::Borrowed("billing_acts"),
-                MigrationType::Simple,
-                billing.into_sql_str(),
-                false,
+                "billing_acts",
+                include_str!("../../migrations/sqlite/0006_billing_acts.sql"),
+                include_str!("../../migrations/postgres/0006_billing_acts.sql"),
             ),
-        ]);
+        ];
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, name, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
         migrator
             .run(&self.pool)
             .await
@@ -296,6 +317,15 @@ where
         column,
         detail: e.to_string(),
     })
+}
+
+/// Reads a column holding one of the words of [`kinds`].
+pub(crate) fn col_parsed<T>(row: &AnyRow, column: &'static str) -> Result<T>
+where
+    T: std::str::FromStr<Err = StoreError>,
+{
+    let text: String = col(row, column)?;
+    text.parse()
 }
 
 /// Reads a timestamp column written by [`ts`].
@@ -505,7 +535,7 @@ mod tests {
                 store.insert_thread(&mut tx, &thread).await.unwrap();
                 let out = NewOutgoing {
                     thread_id: Some(id.clone()),
-                    kind: "ack".into(),
+                    kind: "ack".parse().unwrap(),
                     envelope_from: "g@x.fr".into(),
                     recipients: vec!["dr.a@b.mssante.fr".into()],
                 };
@@ -516,10 +546,10 @@ mod tests {
                     .await
                     .unwrap();
                 let done = InboundOutcome {
-                    outcome: outcome::PROCESSED,
+                    outcome: InboundStatus::Processed,
                     thread_id: Some(&id),
                     destination: Some("Traités"),
-                    ..InboundOutcome::default()
+                    ..InboundOutcome::new(crate::store::InboundStatus::Stored)
                 };
                 store
                     .set_inbound_outcome(&mut tx, inbound, &done)

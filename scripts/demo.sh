@@ -120,12 +120,16 @@ say "The record"
 "$bin" --config "$cfg" threads list
 "$bin" --config "$cfg" report "$tid" --format pdf --output "$DEMO_DIR/compte-rendu-$tid.pdf"
 "$bin" --config "$cfg" report "$tid" --format text > "$DEMO_DIR/compte-rendu-$tid.txt"
+"$bin" --config "$cfg" report "$tid" --format xdm --output "$DEMO_DIR/IHE_XDM.ZIP"
 "$bin" --config "$cfg" audit verify
 
 say "Where to read it"
 cat <<EOF_WHERE
   compte-rendu (PDF):   $DEMO_DIR/compte-rendu-$tid.pdf
   compte-rendu (text):  $DEMO_DIR/compte-rendu-$tid.txt
+  for the patient's record (CDA TLM-CR in IHE XDM, as attached to the GP's mail):
+                        $DEMO_DIR/IHE_XDM.ZIP
+                        check it: ../shared/validators/cda/validate-xdm.sh $DEMO_DIR/IHE_XDM.ZIP
   GP's mail (raw):      $DEMO_DIR/gp/   (maildir: $(j maildir_root)/cabinet.test/dr.martin)
   group's mail (raw):   $DEMO_DIR/group/
   gateway log:          $DEMO_DIR/teleavis.log

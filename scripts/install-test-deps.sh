@@ -3,8 +3,10 @@
 # Postfix and Dovecot (run privately by scripts/mailsys.py, never as the system instances),
 # openssl, poppler-utils (pdftotext for the compte-rendu PDF), DejaVu fonts, the OpenSSL
 # headers for the openssl crate, python3 for scripts/mailsys.py and tests/support/mailtool.py,
-# and what the operations tests use: promtool (package prometheus), dpkg-dev, adduser, systemd
-# (systemd-analyze only; it is not started) and man-db.
+# what the operations tests use: promtool (package prometheus), dpkg-dev, adduser, systemd
+# (systemd-analyze only; it is not started) and man-db; and
+# what the ANS CDA/XDM validator kit (../shared/validators/cda) runs on: a Java runtime,
+# Saxon-HE, xmllint and unzip.
 # Usage (as root): scripts/install-test-deps.sh        Idempotent; `apt-get update` only when
 # something has to be installed.
 set -euo pipefail
@@ -14,7 +16,9 @@ PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils
           # operations (tests/operations.rs, tests/package.rs): promtool checks the metrics;
           # the package is built (dpkg-shlibdeps), installed (adduser), its units checked
           # (systemd-analyze) and its man page found (man-db)
-          prometheus dpkg-dev adduser systemd man-db)
+          prometheus dpkg-dev adduser systemd man-db
+          # the ANS CDA/XDM validator kit (../shared/validators/cda)
+          default-jre-headless libsaxonhe-java libxml2-utils unzip)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps.sh: must run as root" >&2
@@ -23,6 +27,10 @@ fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
+  # Any Java runtime will do for the validator kit (openjdk-17-jre-headless…).
+  if [ "$p" = default-jre-headless ] && command -v java >/dev/null 2>&1; then
+    continue
+  fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
     missing+=("$p")
   fi

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use crate::address::EmailAddress;
 
+mod record;
+pub use record::{BillingSettings, RecordSettings, TariffSettings};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -25,6 +28,10 @@ pub struct Settings {
     pub categories: Vec<CategorySettings>,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub record: RecordSettings,
+    #[serde(default)]
+    pub billing: BillingSettings,
 }
 
 /// `[metrics]`: the Prometheus endpoint (DESIGN.md, *Operations*).
@@ -644,6 +651,8 @@ impl Settings {
                 "must not carry a +tag (tags are added per category and thread)".into(),
             );
         }
+        self.record.problems(&self.gateway.network, &mut p);
+        self.billing.problems(&mut p);
 
         let i = &self.imap;
         if i.host.trim().is_empty() {

@@ -4,6 +4,7 @@
 //! over one incoming message; `mail`, `smime`, `store` and `outbox` are the edges.
 
 pub mod address;
+pub mod billing;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod faults;
 pub mod form;
 pub mod intake;
 pub mod mail;
+pub mod mdn;
 pub mod metrics;
 pub mod outbox;
 pub mod report;

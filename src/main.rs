@@ -92,6 +92,24 @@ enum Command {
     /// Writes the man pages and shell completions into DIR (package build)
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+    /// Acts for the billing office
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// One row per act of the period (days in the gateway's zone, both inclusive)
+    Export {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -279,6 +297,9 @@ fn main() -> ExitCode {
             Command::Backup { file } => cli::backup(&settings, &file).await,
             Command::GenerateAssets { .. } => Ok(()),
             Command::Purge { older_than } => cli::purge(&settings, older_than).await,
+            Command::Billing {
+                command: BillingCommand::Export { from, to, format },
+            } => cli::billing_export(&settings, from, to, fmt(&format)?).await,
         }
     });
     match result {

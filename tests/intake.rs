@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{compose, compose_signed_encrypted, pki, repo_root, user_cert, user_email};
+use common::{compose, compose_signed_encrypted, pki, repo_root, user_cert, user_email, user_key};
 use mail_parser::{MessageParser, MimeHeaders};
 use teleavis::intake::{Fetched, Handled, Intake, Outcome, Reason};
 use teleavis::store::{OutboxStatus, Store};
@@ -44,6 +44,8 @@ struct Sent {
     text: String,
     attachments: Vec<String>,
     status: OutboxStatus,
+    /// The message as queued (before signing and encryption).
+    raw: Vec<u8>,
 }
 
 impl Desk {
@@ -138,6 +140,7 @@ impl Desk {
                         .map(|a| a.attachment_name().unwrap_or_default().to_string())
                         .collect(),
                     status: r.status,
+                    raw: r.raw.clone(),
                 }
             })
             .collect()
@@ -198,6 +201,22 @@ fn one<'a>(sent: &'a [Sent], kind: &str, to: &str) -> &'a Sent {
         .collect();
     assert_eq!(found.len(), 1, "one {kind} to {to} expected in {sent:#?}");
     found[0]
+}
+
+/// A "Demande" from `from` to `to`, made with `extra` (signing, encryption, headers).
+fn compose_request(from: &str, to: &str, body: &str, extra: &[&str]) -> Vec<u8> {
+    let mut args = vec![
+        "--from",
+        from,
+        "--to",
+        to,
+        "--subject",
+        "Demande",
+        "--body",
+        body,
+    ];
+    args.extend_from_slice(extra);
+    compose(&args)
 }
 
 fn kinds(sent: &[Sent]) -> Vec<(&str, &str)> {
@@ -431,7 +450,10 @@ async fn clore_closes_and_sends_the_compte_rendu_to_the_gp_and_the_group() {
         );
         says(r, "MARTIN");
         says(r, "Pas de traitement.");
-        assert_eq!(r.attachments, [format!("compte-rendu-{tid}.pdf")]);
+        assert_eq!(
+            r.attachments,
+            [format!("compte-rendu-{tid}.pdf"), "IHE_XDM.ZIP".into()]
+        );
     }
     let actions: Vec<String> = d.audit().await.into_iter().map(|(a, _)| a).collect();
     assert!(
@@ -753,18 +775,8 @@ async fn an_unsigned_message_is_quarantined_unanswered() {
     let mut d = Desk::new().await;
     let gp = user_email("gp");
     let e = user_cert("gateway");
-    let raw = compose(&[
-        "--from",
-        &gp,
-        "--to",
-        &plus("infectio"),
-        "--subject",
-        "Demande",
-        "--body",
-        "Bonjour",
-        "--encrypt-to",
-        e.to_str().unwrap(),
-    ]);
+    let encrypt = ["--encrypt-to", e.to_str().unwrap()];
+    let raw = compose_request(&gp, &plus("infectio"), "Bonjour", &encrypt);
     let h = d.handle(raw).await;
     assert!(
         matches!(
@@ -819,4 +831,198 @@ async fn an_idle_thread_is_closed_by_housekeeping_with_a_compte_rendu() {
         .await
         .unwrap();
     assert_eq!(d.outbox().await.len(), 5);
+}
+
+// ---- the patient's record and receipts (issue 11) -----------------------------------------
+
+/// The value of header `name` of a queued message, as its recipient reads it.
+fn header(s: &Sent, name: &str) -> Option<String> {
+    let m = MessageParser::default()
+        .parse(&s.raw)
+        .expect("outbox message");
+    m.header_raw(name).map(|v| v.trim().to_string())
+}
+
+#[tokio::test]
+async fn the_compte_rendu_carries_the_cda_in_ihe_xdm_zip_and_the_mss_headers() {
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    d.send("expert", &plus(&tid), "Re", "#clore\nPas de traitement.")
+        .await;
+    let sent = d.outbox_after(2).await;
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    for r in &sent {
+        assert_eq!(header(r, "X-MSS-CODECDA").as_deref(), Some("85208-7"));
+        assert_eq!(header(r, "X-MSS-INS").as_deref(), Some("O"));
+        let m = MessageParser::default().parse(&r.raw).unwrap();
+        let zip = m
+            .attachments()
+            .find(|a| a.attachment_name() == Some("IHE_XDM.ZIP"))
+            .expect("IHE_XDM.ZIP attached");
+        let ct = zip.content_type().expect("content type");
+        assert_eq!(
+            (ct.ctype(), ct.subtype()),
+            ("application", Some("zip")),
+            "{ct:?}"
+        );
+        let bytes = std::io::Cursor::new(zip.contents().to_vec());
+        let mut archive = zip::ZipArchive::new(bytes).expect("a zip");
+        let mut cda = String::new();
+        // The archive's layout is the unit tests' (report/record_tests.rs): here, its CDA.
+        let mut doc = archive
+            .by_name("IHE_XDM/SUBSET01/DOC0001.XML")
+            .expect("the CDA in the archive");
+        std::io::Read::read_to_string(&mut doc, &mut cda).unwrap();
+        assert!(cda.contains("85208-7"), "the CDA is a TLM-CR");
+        assert!(cda.contains("MARTIN"), "the CDA names the patient");
+        // The headers carry no patient data.
+        let head = String::from_utf8_lossy(common::split_message(&r.raw).0).into_owned();
+        assert!(!head.contains("MARTIN"), "{head}");
+    }
+    assert!(
+        !d.store.thread_acts(&tid).await.unwrap().is_empty(),
+        "the acts are settled with the compte-rendu"
+    );
+}
+
+/// A request from the GP with this Message-ID and `Disposition-Notification-To`.
+async fn request_with_dnt(d: &mut Desk, id: &str, dnt: &str, form_name: &str) -> Handled {
+    let header = format!("Disposition-Notification-To: {dnt}");
+    let raw = compose_signed_encrypted(
+        "gp",
+        &plus("infectio"),
+        "gateway",
+        "Demande",
+        &form(form_name),
+        &["--message-id", id, "--header", &header],
+    );
+    d.handle(raw).await
+}
+
+/// The fields of a queued MDN, checking it is a `multipart/report` with its
+/// `message/disposition-notification` part.
+fn mdn_fields(s: &Sent) -> String {
+    let m = MessageParser::default().parse(&s.raw).expect("MDN");
+    let ct = m.content_type().expect("content type");
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+    assert_eq!(
+        ct.attribute("report-type"),
+        Some("disposition-notification")
+    );
+    let part = m
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.subtype() == Some("disposition-notification"))
+        })
+        .expect("a message/disposition-notification part");
+    String::from_utf8_lossy(part.contents()).into_owned()
+}
+
+#[tokio::test]
+async fn an_mdn_says_processed_when_the_thread_opens() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let dnt = format!("\"Dr\" <{gp}>");
+    let h = request_with_dnt(&mut d, "<req-1@cabinet.test>", &dnt, "case1_mycoplasme.txt").await;
+    let tid = thread_of(&h);
+    let sent = d.outbox().await;
+    assert_eq!(
+        kinds(&sent),
+        [
+            ("ack", gp.as_str()),
+            ("forward", INFECTIO),
+            ("mdn", gp.as_str())
+        ]
+    );
+    let mdn = one(&sent, "mdn", &gp);
+    assert_eq!(mdn.subject, format!("[{tid}] Accusé de traitement"));
+    says(mdn, &tid);
+    let fields = mdn_fields(mdn);
+    assert!(
+        fields.contains("Original-Message-ID: <req-1@cabinet.test>\r\n"),
+        "{fields}"
+    );
+    assert!(
+        fields.contains("Disposition: automatic-action/MDN-sent-automatically; processed\r\n"),
+        "{fields}"
+    );
+    assert!(
+        !mdn.raw.windows(6).any(|w| w == b"MARTIN"),
+        "no patient data"
+    );
+    // A receipt is not part of the thread's story.
+    assert_eq!(d.messages(&tid).await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_mdn_says_processed_error_with_the_reason_when_the_form_is_refused() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    request_with_dnt(&mut d, "<req-2@cabinet.test>", &gp, "missing_consent.txt").await;
+    let sent = d.outbox().await;
+    assert_eq!(
+        kinds(&sent),
+        [("notice", gp.as_str()), ("mdn", gp.as_str())]
+    );
+    let mdn = one(&sent, "mdn", &gp);
+    says(mdn, "demande incomplète");
+    let fields = mdn_fields(mdn);
+    assert!(fields.contains("; processed/error\r\n"), "{fields}");
+    assert!(fields.contains("Error: demande incomplete ("), "{fields}");
+    assert_eq!(d.thread_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_mdn_says_processed_error_when_an_authenticated_message_is_refused() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let (c, k) = (user_cert("gp"), user_key("gp"));
+    let header = format!("Disposition-Notification-To: {gp}");
+    // Signed by the GP but not encrypted to the gateway: refused, the sender still known.
+    let extra = [
+        "--sign",
+        c.to_str().unwrap(),
+        k.to_str().unwrap(),
+        "--message-id",
+        "<req-3@cabinet.test>",
+        "--header",
+        &header,
+    ];
+    let raw = compose_request(
+        &gp,
+        &plus("infectio"),
+        &form("case1_mycoplasme.txt"),
+        &extra,
+    );
+    let h = d.handle(raw).await;
+    assert_eq!(
+        h.outcome,
+        quarantined(Reason::Smime(teleavis::smime::RejectReason::NotEncrypted))
+    );
+    let sent = d.outbox().await;
+    one(&sent, "notice", &gp);
+    let fields = mdn_fields(one(&sent, "mdn", &gp));
+    assert!(fields.contains("; processed/error\r\n"), "{fields}");
+    assert!(
+        fields.contains("Error: message refuse (not_encrypted)"),
+        "{fields}"
+    );
+}
+
+#[tokio::test]
+async fn no_mdn_to_anyone_but_the_authenticated_sender() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let stranger = user_email("gp2");
+    request_with_dnt(
+        &mut d,
+        "<req-4@cabinet.test>",
+        &stranger,
+        "case1_mycoplasme.txt",
+    )
+    .await;
+    let sent = d.outbox().await;
+    assert_eq!(kinds(&sent), [("ack", gp.as_str()), ("forward", INFECTIO)]);
 }

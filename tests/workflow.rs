@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/gateway.rs"]
 mod gateway;
+#[path = "common/record.rs"]
+mod record;
 
 use std::path::Path;
 use std::process::Command;
@@ -159,25 +161,8 @@ fn normalize(s: &str) -> String {
 /// The attachments of a gateway message, decrypted and unwrapped with openssl and Python's
 /// email package (not teleavis): file name → bytes.
 fn extract_attachments(user: &str, raw: &[u8]) -> Vec<(String, Vec<u8>)> {
-    const PY: &str = r#"
-import sys, os, subprocess, email, email.policy, json
-cert, key, out = sys.argv[1:4]
-data = sys.stdin.buffer.read()
-def cms(args, data):
-    return subprocess.run(["openssl", "cms"] + args, input=data, capture_output=True, check=True).stdout
-for _ in range(6):
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    ct = msg.get_content_type()
-    st = (msg.get_param("smime-type") or "").lower()
-    if ct in ("application/pkcs7-mime", "application/x-pkcs7-mime") and "signed" not in st:
-        data = cms(["-decrypt", "-binary", "-inform", "SMIME", "-recip", cert, "-inkey", key], data)
-    elif "signed" in st:
-        data = cms(["-verify", "-noverify", "-nosigs", "-binary", "-inform", "SMIME"], data)
-    elif ct == "multipart/signed":
-        msg = msg.get_payload(0)
-        break
-    else:
-        break
+    const WALK: &str = r#"
+out = sys.argv[3]
 names = []
 for p in msg.walk():
     fn = p.get_filename()
@@ -187,11 +172,12 @@ for p in msg.walk():
             f.write(p.get_payload(decode=True))
 print(json.dumps(names))
 "#;
+    let py = format!("{}{WALK}", record::UNWRAP_PY);
     let dir = tempfile::tempdir().unwrap();
     let name = common::pki_user(user);
     let out = run_ok(
         Command::new("python3")
-            .args(["-c", PY])
+            .args(["-c", &py])
             .arg(user_cert(&name))
             .arg(user_key(&name))
             .arg(dir.path()),
@@ -450,14 +436,25 @@ fn seed_case1_full_round_trip() {
         );
         assert_no_patient_data_in_headers(&report, CASE1_SECRETS);
         let atts = report.attachments();
-        assert_eq!(atts.len(), 1, "{atts:?}");
+        assert_eq!(atts.len(), 2, "{atts:?}");
         assert_eq!(atts[0]["filename"], pdf_name.as_str());
         assert_eq!(atts[0]["content_type"], "application/pdf");
         let text = report.text();
         assert!(text.contains(&tid) && text.contains(final_words), "{text}");
         let files = extract_attachments(&user, &report.raw);
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.len(), 2);
         assert_eq!(files[0].0, pdf_name);
+        // Into the patient's record: the archive passes the ANS validator, the PDF is PDF/A,
+        // and the headers say what is inside without saying who.
+        assert_eq!(files[1].0, "IHE_XDM.ZIP");
+        assert_eq!(report.header("X-MSS-CODECDA"), ["85208-7"]);
+        assert_eq!(report.header("X-MSS-INS"), ["O"]);
+        record::assert_xdm_valid(&files[1].1, &format!("{user}'s compte-rendu of {tid}"));
+        record::assert_pdf_a(
+            &files[0].1,
+            &format!("Compte-rendu de téléexpertise {tid}"),
+            &pdf_name,
+        );
         assert_eq!(
             sha256(&files[0].1),
             atts[0]["sha256"].as_str().unwrap(),
@@ -485,6 +482,74 @@ fn seed_case1_full_round_trip() {
     // The record, from the command line.
     let shown = thread(&gw, &tid);
     assert_eq!(shown["status"], "terminee");
+    // Billing: TE2 for the expert who answered, RQD for the requérant, priced on the day.
+    let acts = shown["acts"].as_array().expect("acts");
+    let codes: Vec<&str> = acts.iter().filter_map(|a| a["code"].as_str()).collect();
+    assert_eq!(codes, ["TE2", "RQD"], "{acts:?}");
+    for a in acts {
+        assert!(a["amount_eur"].as_f64().is_some_and(|e| e > 0.0), "{a}");
+        assert!(
+            a["billable"].is_boolean() && a.get("reason").is_some(),
+            "{a}"
+        );
+    }
+    let export = gw.cli_json(&["billing", "export", "--format", "json"]);
+    let rows = export.as_array().expect("export rows");
+    assert!(
+        rows.iter().filter(|r| r["thread"] == tid.as_str()).count() == 2,
+        "{export}"
+    );
+    // The export names the patient: it is on record as a read of the thread.
+    let trail = gw.cli_json(&["audit", "list", "--subject", &tid, "--format", "json"]);
+    assert!(
+        trail.as_array().expect("audit rows").iter().any(|r| {
+            r["action"] == "operator.read" && r["details"]["command"] == "billing export"
+        }),
+        "{trail}"
+    );
+    let csv = gw.cli(&["billing", "export", "--format", "csv"]);
+    assert!(csv.status.success());
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("thread,date,act,amount_eur,billable,reason,doctor_rpps"),
+        "{csv}"
+    );
+    // The CDA and the archive from the command line, too.
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("IHE_XDM.ZIP");
+    let out = gw.cli(&[
+        "report",
+        &tid,
+        "--format",
+        "xdm",
+        "--output",
+        zip.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    record::assert_xdm_valid(&std::fs::read(&zip).unwrap(), "report --format xdm");
+    let cda = dir.path().join("cr.xml");
+    let out = gw.cli(&[
+        "report",
+        &tid,
+        "--format",
+        "cda",
+        "--output",
+        cda.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(std::fs::read(&cda).unwrap())
+            .unwrap()
+            .contains("85208-7")
+    );
     assert_eq!(shown["category"], "infectio");
     assert_eq!(shown["requester"], gp().as_str());
     assert!(shown["closed_at"].is_string());
@@ -930,6 +995,17 @@ fn seed_case2_attachments_forwarded_unchanged_then_transferred_to_pneumo() {
         .iter()
         .find(|(n, _)| n == &format!("compte-rendu-{tid}.pdf"))
         .expect("the PDF");
+    record::assert_pdf_a(
+        &pdf.1,
+        &format!("Compte-rendu de téléexpertise {tid}"),
+        "case 2",
+    );
+    let zip = files
+        .iter()
+        .find(|(n, _)| n == "IHE_XDM.ZIP")
+        .expect("the archive");
+    record::assert_xdm_valid(&zip.1, &format!("the compte-rendu of {tid}"));
+    assert_eq!(report.header("X-MSS-CODECDA"), ["85208-7"]);
     let pdf = normalize(&pdftotext(&pdf.1));
     for want in [
         tid.as_str(),

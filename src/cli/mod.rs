@@ -4,7 +4,9 @@
 mod assets;
 mod audit;
 mod backup;
+mod billing;
 mod quarantine;
+mod record;
 mod status;
 mod threads;
 
@@ -15,6 +17,7 @@ use anyhow::Context;
 pub use assets::generate_assets;
 pub use audit::{OPERATOR_READ, audit_list, audit_verify, operator, record_read};
 pub use backup::backup;
+pub use billing::billing_export;
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
 pub use status::{NeedsAttention, StatusLimits, status};
 pub use threads::{purge, report, stats, threads_list, threads_show};
@@ -33,6 +36,9 @@ pub enum Format {
     Json,
     Csv,
     Pdf,
+    /// The compte-rendu as a CDA document, and as the IHE XDM archive around it.
+    Cda,
+    Xdm,
 }
 
 impl Format {
@@ -43,6 +49,8 @@ impl Format {
             "json" => Format::Json,
             "csv" => Format::Csv,
             "pdf" => Format::Pdf,
+            "cda" => Format::Cda,
+            "xdm" => Format::Xdm,
             other => return Err(UsageError(format!("unknown --format {other:?}")).into()),
         })
     }

@@ -103,6 +103,7 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
                     })
                 })
                 .collect();
+            v["acts"] = super::billing::acts_json(&store.thread_acts(&id).await?);
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Text | Format::Table => {
@@ -159,7 +160,14 @@ pub async fn report(
     let messages = store.thread_messages(&id).await?;
     let (catalogue, _) = crate::catalogue::Catalogue::compile(settings);
     let network = &settings.gateway.network;
-    let data = crate::report::assemble(network, &catalogue, &thread, &messages, Utc::now());
+    let mut data = crate::report::assemble(network, &catalogue, &thread, &messages, Utc::now());
+    // The acts decided when the compte-rendu was sent (none before).
+    data.acts = store
+        .thread_acts(&id)
+        .await?
+        .into_iter()
+        .map(|r| r.act)
+        .collect();
     match format {
         Format::Text => {
             let text = crate::report::render_text(&data);
@@ -174,8 +182,12 @@ pub async fn report(
             std::fs::write(&path, pdf)?;
             eprintln!("written: {}", path.display());
         }
+        Format::Cda | Format::Xdm => super::record::write(settings, &data, format, output)?,
         other => {
-            return Err(UsageError(format!("report has no {other:?} format (text or pdf)")).into());
+            return Err(UsageError(format!(
+                "report has no {other:?} format (text, pdf, cda or xdm)"
+            ))
+            .into());
         }
     }
     Ok(())
@@ -345,7 +357,9 @@ pub async fn stats(
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Format::Pdf => return Err(UsageError("stats has no pdf format".into()).into()),
+        other @ (Format::Pdf | Format::Cda | Format::Xdm) => {
+            return Err(UsageError(format!("stats has no {other:?} format")).into());
+        }
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! The authentication stage: S/MIME unwrap, signature and certificate checks, the signer's
 //! certificate learned (so answers can be encrypted to it), and the content read.
 
-use super::autoreply::auto_reply;
+use super::autoreply::{auto_reply, receipt};
 use super::content::read_content;
 use super::stage::{Message, MessageCtx, Stage, quarantine};
 use super::{Intake, Reason, notices};
 use crate::address::EmailAddress;
+use crate::mdn::Disposition;
 use crate::smime::SignerIdentity;
 
 pub async fn sender(
@@ -26,6 +27,9 @@ pub async fn sender(
                 }
                 let text = notices::rejected(&intake.settings, reason, cx.envelope);
                 auto_reply(intake, cx, from, "Message refusé", text, None).await?;
+                // Hook (issue 11): the MDN the authenticated sender asked for.
+                let reason = format!("message refusé ({})", reason.code());
+                receipt(intake, cx, from, Disposition::Error { reason }).await?;
             }
             return quarantine(reason, rejection.detail);
         }

@@ -1,11 +1,12 @@
 //! Automatic replies to a sender (help, refusals, notices about their message), within the
-//! per-sender rate limit of RFC 3834.
+//! per-sender rate limit of RFC 3834, and the disposition notifications (MDNs) they asked for.
 
 use tracing::warn;
 
 use super::Intake;
 use super::stage::MessageCtx;
 use crate::address::EmailAddress;
+use crate::mdn::{self, Disposition};
 use crate::store::OutboxKind;
 
 /// Queues an automatic reply to `to` about the message in hand, subject `[TE-…] <word>` or
@@ -45,4 +46,20 @@ pub async fn auto_reply(
     )
     .await?;
     Ok(true)
+}
+
+/// Hook (issue 11): queues the MDN (RFC 8098) the message asked for, when its
+/// `Disposition-Notification-To` is the authenticated sender `from` (see `crate::mdn`).
+pub async fn receipt(
+    intake: &Intake,
+    cx: &mut MessageCtx<'_>,
+    from: &EmailAddress,
+    disposition: Disposition,
+) -> anyhow::Result<()> {
+    if mdn::wanted(cx.envelope.disposition_notification_to.as_deref(), from) {
+        let id = cx.envelope.message_id.as_deref();
+        let s = &intake.settings;
+        mdn::queue(&intake.store, cx.tx, s, from, id, &disposition, cx.now).await?;
+    }
+    Ok(())
 }

@@ -271,7 +271,8 @@ async fn forward_again(
     Ok(m)
 }
 
-/// The compte-rendu to the GP and a copy to the group: text body plus the PDF; audited.
+/// The compte-rendu to the GP and a copy to the group: text body plus the PDF (and, for the
+/// patient's record, `IHE_XDM.ZIP`); its billing acts settled; audited.
 async fn send_report(
     intake: &Intake,
     tx: &mut Tx,
@@ -283,17 +284,23 @@ async fn send_report(
     // The thread's own rows written in this transaction are not visible to pool reads: build
     // the report from a connection inside the transaction.
     let messages = intake.store.thread_messages_in(tx, &tid).await?;
-    let data = crate::report::assemble(
-        &intake.settings.gateway.network,
-        &intake.catalogue,
-        t,
-        &messages,
-        now,
-    );
+    let s = &intake.settings;
+    let mut data =
+        crate::report::assemble(&s.gateway.network, &intake.catalogue, t, &messages, now);
+    // Hook (issue 11): the thread's billing acts, decided and recorded as the compte-rendu is
+    // sent (in this transaction, so the yearly cap never counts a thread twice).
+    let billing = &s.billing;
+    data.acts = intake
+        .store
+        .settle_acts(tx, &data, &billing.tariff(), billing.max_per_year, now)
+        .await?;
     let text = crate::report::render_text(&data);
     let pdf = crate::report::render_pdf(&data)?;
+    // Hook (issue 11): the CDA in IHE_XDM.ZIP and the X-MSS headers, for the patient's record.
+    let identity = s.record.identity(&s.gateway.network);
+    let record = crate::report::record_mail(&data, identity.as_ref(), &pdf)?;
     for to in [t.requester.clone(), c.group_address.clone()] {
-        let m = report_message(intake, t, c, to, &text, &pdf);
+        let m = report_message(intake, t, c, to, &text, &pdf, &record);
         send(intake, tx, &tid, OutboxKind::Report, m, now).await?;
     }
     let detail = serde_json::json!({"status": data.status});
@@ -305,7 +312,8 @@ async fn send_report(
 }
 
 /// THE compte-rendu mail (one per recipient): subject `[TE-…] Compte-rendu — <catégorie>`,
-/// the text, the PDF. Further parts of the record (CDA, XDM) belong here.
+/// the text, the PDF, and the record's parts: `IHE_XDM.ZIP` (the CDA) and the `X-MSS-*`
+/// headers, when there is a record to send.
 fn report_message(
     intake: &Intake,
     t: &Thread,
@@ -313,6 +321,7 @@ fn report_message(
     to: crate::address::EmailAddress,
     text: &str,
     pdf: &[u8],
+    record: &crate::report::RecordMail,
 ) -> Outgoing {
     let tid = t.id.to_string();
     let subject = thread::subject(&t.id, &c.name, "Compte-rendu");
@@ -328,5 +337,13 @@ fn report_message(
         content_type: "application/pdf".into(),
         bytes: pdf.to_vec(),
     }];
+    if let Some(zip) = &record.archive {
+        m.attachments.push(Attachment {
+            name: crate::report::XDM_FILE_NAME.into(),
+            content_type: "application/zip".into(),
+            bytes: zip.clone(),
+        });
+    }
+    m.extra_headers = record.headers.clone();
     m
 }

@@ -25,6 +25,8 @@ pub struct Envelope {
     pub list_id: bool,
     pub x_autoreply: bool,
     pub x_teleavis_thread: Option<String>,
+    /// Hook (issue 11): `Disposition-Notification-To`, as written (RFC 8098; see `crate::mdn`).
+    pub disposition_notification_to: Option<String>,
 }
 
 impl std::fmt::Debug for Envelope {
@@ -106,6 +108,7 @@ impl Envelope {
             x_autoreply: raw_header(&m, "X-Autoreply").is_some()
                 || raw_header(&m, "X-Autorespond").is_some(),
             x_teleavis_thread: raw_header(&m, "X-Teleavis-Thread"),
+            disposition_notification_to: raw_header(&m, "Disposition-Notification-To"),
         })
     }
 

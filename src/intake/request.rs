@@ -4,12 +4,13 @@
 use chrono::Datelike;
 use tracing::info;
 
-use super::autoreply::auto_reply;
+use super::autoreply::{auto_reply, receipt};
 use super::effects::{self, Applied, Cause};
 use super::stage::{Message, MessageCtx, Stage};
 use super::{Decision, Intake, notices};
 use crate::catalogue::Category;
 use crate::form;
+use crate::mdn::Disposition;
 use crate::store::MessageKind;
 use crate::thread::{self, Role, Thread, ThreadId};
 
@@ -49,6 +50,12 @@ pub async fn open(
             let filled = parsed.filled_in(&category.template);
             let text = notices::form_problems(&intake.settings, category, &problems, &filled);
             auto_reply(intake, cx, from, "Demande incomplète", text, None).await?;
+            // Hook (issue 11): the MDN the sender asked for, with the reason.
+            let reason = format!(
+                "demande incomplète ({} point(s) du formulaire à corriger)",
+                problems.len()
+            );
+            receipt(intake, cx, from, Disposition::Error { reason }).await?;
             info!(problems = problems.len(), "request incomplete, sender told");
             return Ok(Decision::Processed { thread: None });
         }
@@ -105,6 +112,11 @@ pub async fn open(
     };
     effects::run(intake, cx.tx, cx.now, &applied, &outcome.actions).await?;
     // On thread opened: what else a new thread calls for goes here.
+    // Hook (issue 11): the MDN the sender asked for.
+    let processed = Disposition::Processed {
+        thread: tid.clone(),
+    };
+    receipt(intake, cx, from, processed).await?;
     info!(category = %category.id, "thread opened");
     Ok(Decision::Processed { thread: Some(tid) })
 }

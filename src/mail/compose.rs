@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use mail_builder::MessageBuilder;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 
 use crate::address::EmailAddress;
 
@@ -41,6 +43,21 @@ pub struct Outgoing {
     pub automatic: bool,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// Further headers set by the gateway itself (e.g. `X-MSS-CODECDA`): fixed names, values
+    /// that carry no patient data.
+    pub extra_headers: Vec<(&'static str, String)>,
+    /// Makes the message a `multipart/report` (RFC 6522): `text` is its human-readable part,
+    /// this its machine-readable one.
+    pub report: Option<Report>,
+}
+
+/// The machine-readable part of a `multipart/report`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// `disposition-notification` (RFC 8098): the part is `message/<report_type>`.
+    pub report_type: &'static str,
+    /// Its fields, `Name: value` lines, ASCII.
+    pub fields: String,
 }
 
 fn bare(id: &str) -> String {
@@ -77,6 +94,26 @@ pub fn build(o: &Outgoing, message_id: &str, date: DateTime<Utc>) -> std::io::Re
     if let Some(t) = &o.thread {
         b = b.header("X-Teleavis-Thread", Raw::new(t.clone()));
     }
+    for (name, value) in &o.extra_headers {
+        b = b.header(*name, Raw::new(value.clone()));
+    }
+    if let Some(r) = &o.report {
+        let kind = format!("message/{}", r.report_type);
+        let fields = r.fields.replace("\r\n", "\n").replace('\n', "\r\n");
+        b = b.body(MimePart::new(
+            ContentType::new("multipart/report").attribute("report-type", r.report_type),
+            vec![
+                MimePart::new(
+                    ContentType::new("text/plain").attribute("charset", "utf-8"),
+                    o.text.replace("\r\n", "\n"),
+                ),
+                MimePart::new(ContentType::new(kind), fields.into_bytes())
+                    .transfer_encoding("7bit"),
+            ],
+        ));
+        let raw = b.write_to_vec()?;
+        return Ok(crate::mail::normalize_crlf(&raw).into_owned());
+    }
     b = b.text_body(o.text.replace("\r\n", "\n"));
     for a in &o.attachments {
         b = b.attachment(a.content_type.clone(), a.name.clone(), a.bytes.clone());
@@ -112,6 +149,8 @@ mod tests {
                 content_type: "application/pdf".into(),
                 bytes: b"%PDF-1.4 fake".to_vec(),
             }],
+            extra_headers: vec![("X-MSS-INS", "N".into())],
+            report: None,
         };
         let raw = build(&o, "<teleavis.1.2@hopital.test>", Utc::now()).unwrap();
         let text = String::from_utf8_lossy(&raw);
@@ -121,6 +160,7 @@ mod tests {
         );
         assert!(text.contains("Auto-Submitted: auto-generated"));
         assert!(text.contains("X-Teleavis-Thread: TE-2026-000042"));
+        assert!(text.contains("X-MSS-INS: N\r\n"));
         assert!(text.contains("teleexpertise+te-2026-000042@hopital.test"));
         assert!(
             !raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),

@@ -34,6 +34,8 @@ pub async fn alert_admin_directly(
         automatic: true,
         text,
         attachments: vec![],
+        extra_headers: vec![],
+        report: None,
     };
     let now = Utc::now();
     // Not an outbox row: an id of its own kind, unique enough for one alert per outage.

@@ -98,6 +98,8 @@ pub fn gateway_message(
         automatic: true,
         text,
         attachments: vec![],
+        extra_headers: vec![],
+        report: None,
     }
 }
 
@@ -217,7 +219,13 @@ impl Worker {
     }
 
     async fn deliver(&self, row: &OutboxRow, raw: Vec<u8>, now: DateTime<Utc>) -> Outcome {
-        let policy = self.settings.smime.encrypt_outgoing;
+        let mut policy = self.settings.smime.encrypt_outgoing;
+        // An MDN is encrypted when the sender's certificate is known (and usable), never held
+        // without it: it says nothing about the patient, and a held receipt is no receipt.
+        let receipt = row.kind == OutboxKind::Mdn;
+        if receipt && policy == EncryptOutgoing::Always {
+            policy = EncryptOutgoing::WhenPossible;
+        }
         let mut certs = Vec::new();
         let mut missing = Vec::new();
         // Recipients whose only certificates have weak keys (issue 7): never encrypted to, and
@@ -227,6 +235,7 @@ impl Worker {
             match self.certificate_for(r).await {
                 Ok(Some(c)) => certs.push(c),
                 Ok(None) => missing.push(r.clone()),
+                Err(_) if receipt => missing.push(r.clone()),
                 Err(why) => refused.push(why),
             }
         }

@@ -119,5 +119,8 @@ pub fn assemble(
         attachments,
         generated_at: now,
         timezone: catalogue.tz,
+        // Hook (issue 11): the billing acts, decided by `Store::settle_acts` when the
+        // compte-rendu is sent; the CLI reads them back with `Store::thread_acts`.
+        acts: vec![],
     }
 }

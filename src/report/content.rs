@@ -157,6 +157,23 @@ pub(crate) fn blocks(d: &ReportData) -> Vec<Block> {
             "Actes : aucun (téléexpertise non réalisée).".to_owned(),
         ));
     }
+    for a in &d.acts {
+        let who = match a.doctor_rpps.as_deref() {
+            Some(r) => format!("{} (RPPS {r})", a.doctor_name),
+            None => a.doctor_name.clone(),
+        };
+        let verdict = match (&a.reason, a.billable) {
+            (_, true) => "facturable".to_owned(),
+            (Some(r), false) => format!("non facturable : {r}"),
+            (None, false) => "non facturable".to_owned(),
+        };
+        b.push(Block::Line(format!(
+            "– {}, {who}, {} € le {} — {verdict}",
+            a.code,
+            euros(a.amount_cents),
+            a.day.format("%d/%m/%Y")
+        )));
+    }
 
     b.push(Block::Blank);
     b.push(Block::Line(format!(
@@ -277,6 +294,11 @@ fn size(n: u64) -> String {
     };
     let human = format!("{v:.1}").replace('.', ",");
     format!("{exact} {unit} ({human} {u})")
+}
+
+/// `23,00`: French decimal comma.
+fn euros(cents: i64) -> String {
+    format!("{},{:02}", cents / 100, (cents % 100).abs())
 }
 
 /// Groups digits by three with a no-break space, the French convention.

@@ -3,15 +3,19 @@
 //! [`assemble`] fills a self-contained [`ReportData`] from a thread and its messages; the rest is pure
 //! (no I/O, the fonts are embedded in the binary). `content` decides *what* the record says
 //! (wording, dates in local time, R6316-4 CSP items), `text` and `pdf` only decide how it looks,
-//! so the mail body and the PDF can never disagree.
+//! so the mail body and the PDF can never disagree. `cda` and `xdm` wrap the PDF for the
+//! patient's record (CI-SIS TLM-CR in an IHE XDM archive).
 
 mod assemble;
+mod cda;
 mod content;
-mod font;
+mod identity;
 mod pdf;
-mod subset;
 mod text;
+mod xdm;
 
+#[cfg(test)]
+mod record_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,8 +24,10 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub use assemble::assemble;
+pub use cda::{CdaDocument, CdaError, LOINC_TLM_CR, OID_INS_NIR, RecordIdentity, build_cda};
 pub use pdf::render_pdf;
 pub use text::render_text;
+pub use xdm::{RecordMail, XDM_FILE_NAME, XdmError, build_xdm, record_mail};
 
 /// Everything the compte-rendu shows, gathered by the caller.
 pub struct ReportData {
@@ -48,6 +54,8 @@ pub struct ReportData {
     pub generated_at: DateTime<Utc>,
     /// Dates are shown in this zone (Europe/Paris in practice).
     pub timezone: chrono_tz::Tz,
+    /// The thread's billing acts once decided (at close); empty before.
+    pub acts: Vec<crate::billing::Act>,
 }
 
 /// The patient's identity traits as given in the request.
@@ -135,6 +143,7 @@ impl fmt::Debug for ReportData {
             .field("attachments", &self.attachments)
             .field("generated_at", &self.generated_at)
             .field("timezone", &self.timezone)
+            .field("acts", &self.acts.len())
             .finish()
     }
 }

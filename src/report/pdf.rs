@@ -1,14 +1,27 @@
-//! The compte-rendu as an A4 PDF: layout (wrapping, page breaks, page numbers) and printpdf calls.
+//! The compte-rendu as an A4 PDF/A-2u: layout (wrapping, page breaks, page numbers) and the
+//! krilla calls that draw it.
 //!
-//! Layout happens first, in points, against the real glyph widths of the embedded DejaVu fonts;
-//! only then is the document drawn, so the page count is known for the "page n / N" footers.
+//! Layout happens first, in points, against the glyph widths of the embedded DejaVu fonts (read
+//! with `skrifa`, the parser krilla itself uses); only then is the document drawn, so the page
+//! count is known for the "page n / N" footers. krilla embeds and subsets the fonts, writes the
+//! ToUnicode maps, the XMP metadata and the sRGB OutputIntent, and refuses to produce a file
+//! that would break PDF/A: a record kept for decades must stay readable without its fonts.
 
-use printpdf::{IndirectFontRef, Mm, OffsetDateTime, PdfDocument};
+use krilla::configure::ConfigurationBuilder;
+use krilla::configure::validate::Archival;
+use krilla::geom::Point;
+use krilla::metadata::{DateTime as PdfDate, Metadata};
+use krilla::page::PageSettings;
+use krilla::text::{Font, TextDirection};
+use krilla::{Document, SerializeSettings};
 use sha2::{Digest, Sha256};
+use skrifa::instance::{LocationRef, Size};
+use skrifa::metrics::GlyphMetrics;
+use skrifa::{FontRef, MetadataProvider};
+
+use chrono::{Datelike, Timelike};
 
 use super::content::{Block, TITLE, blocks};
-use super::font::Metrics;
-use super::subset::subset;
 use super::{ReportData, ReportError};
 
 /// DejaVu covers French accents and typographic marks (« » — ’ œ); licence in assets/fonts.
@@ -31,6 +44,47 @@ const HEADING: f32 = 12.0;
 const TITLE_SIZE: f32 = 16.0;
 const FOOTER: f32 = 8.0;
 
+/// Advance widths and character coverage of one face.
+struct Metrics<'a> {
+    font: FontRef<'a>,
+    widths: GlyphMetrics<'a>,
+    upem: f32,
+}
+
+impl<'a> Metrics<'a> {
+    fn parse(ttf: &'a [u8]) -> Result<Self, ReportError> {
+        let font = FontRef::new(ttf).map_err(|_| ReportError::Font("not a TrueType font"))?;
+        let widths = font.glyph_metrics(Size::unscaled(), LocationRef::default());
+        let upem = f32::from(
+            font.metrics(Size::unscaled(), LocationRef::default())
+                .units_per_em,
+        );
+        if upem <= 0.0 {
+            return Err(ReportError::Font("no units per em"));
+        }
+        Ok(Metrics { font, widths, upem })
+    }
+
+    /// Whether the face draws `c` (glyph 0 is .notdef, the empty box).
+    fn covers(&self, c: char) -> bool {
+        self.font.charmap().map(c).is_some_and(|g| g.to_u32() != 0)
+    }
+
+    /// Advance of `c` in em; 0 for a character the face lacks.
+    fn advance_em(&self, c: char) -> f32 {
+        self.font
+            .charmap()
+            .map(c)
+            .and_then(|g| self.widths.advance_width(g))
+            .map_or(0.0, |w| w / self.upem)
+    }
+
+    /// Width of `s` at `size`, in points.
+    fn width(&self, s: &str, size: f32) -> f32 {
+        s.chars().map(|c| self.advance_em(c)).sum::<f32>() * size
+    }
+}
+
 /// One laid-out line of text.
 struct Placed {
     page: usize,
@@ -41,87 +95,91 @@ struct Placed {
     text: String,
 }
 
-/// The compte-rendu as PDF bytes. No I/O: the fonts are compiled in.
+/// The compte-rendu as PDF/A bytes. No I/O: the fonts are compiled in.
 pub fn render_pdf(d: &ReportData) -> Result<Vec<u8>, ReportError> {
     let regular = Metrics::parse(REGULAR_TTF)?;
     let bold = Metrics::parse(BOLD_TTF)?;
     let placed = layout(&blocks(d), &regular, &bold);
     let pages = placed.last().map_or(1, |p| p.page + 1);
+    let font_regular = Font::new(REGULAR_TTF.to_vec().into(), 0)
+        .ok_or(ReportError::Font("regular face unreadable"))?;
+    let font_bold =
+        Font::new(BOLD_TTF.to_vec().into(), 0).ok_or(ReportError::Font("bold face unreadable"))?;
 
+    let configuration = ConfigurationBuilder::new()
+        .with_archival_validator(Archival::A2_U)
+        .finish()
+        .map_err(|e| ReportError::Pdf(format!("{e:?}")))?;
+    let settings = SerializeSettings {
+        configuration,
+        ..SerializeSettings::default()
+    };
+    let mut doc = Document::new_with(settings);
     let title = format!("{TITLE} {}", d.thread_id);
-    let (doc, page0, layer0) = PdfDocument::new(title.as_str(), Mm(PAGE_W), Mm(PAGE_H), "texte");
+    let g = d.generated_at;
+    let at = PdfDate::new(u16::try_from(g.year()).unwrap_or(2000))
+        .month(g.month() as u8)
+        .day(g.day() as u8)
+        .hour(g.hour() as u8)
+        .minute(g.minute() as u8)
+        .second(g.second() as u8)
+        .utc_offset_hour(0)
+        .utc_offset_minute(0);
     // A stable document id: the same report generated twice is recognisably the same document.
     let id = hex::encode(Sha256::digest(
         format!("{}|{}", d.thread_id, d.generated_at.timestamp()).as_bytes(),
     ));
-    let mut doc = doc
-        .with_title(title.as_str())
-        .with_producer("teleavis")
-        .with_creator("teleavis")
-        .with_document_id(id.chars().take(32).collect());
-    if let Ok(at) = OffsetDateTime::from_unix_timestamp(d.generated_at.timestamp()) {
-        doc = doc
-            .with_creation_date(at)
-            .with_mod_date(at)
-            .with_metadata_date(at);
-    }
+    let author = if d.network.trim().is_empty() {
+        "teleavis".to_owned()
+    } else {
+        d.network.trim().to_owned()
+    };
+    doc.set_metadata(
+        Metadata::new()
+            .title(title)
+            .authors(vec![author])
+            .language("fr-FR".to_owned())
+            .creator("teleavis".to_owned())
+            .producer(format!("teleavis {}", env!("CARGO_PKG_VERSION")))
+            .creation_date(at)
+            .document_id(id.chars().take(32).collect()),
+    );
     let footers: Vec<String> = (1..=pages)
         .map(|n| format!("{} — {TITLE} — page {n} / {pages}", d.thread_id))
         .collect();
-    // Embed only the glyphs drawn (a whole face is ~700 kB); whole faces if subsetting fails.
-    let drawn = |bold: bool| {
-        placed
-            .iter()
-            .filter(move |p| p.bold == bold)
-            .flat_map(|p| p.text.chars())
-    };
-    let regular_ttf = subset(
-        REGULAR_TTF,
-        drawn(false).chain(footers.iter().flat_map(|f| f.chars())),
-    );
-    let bold_ttf = subset(BOLD_TTF, drawn(true));
-    let font_regular = doc
-        .add_external_font(regular_ttf.as_deref().unwrap_or(REGULAR_TTF))
-        .map_err(|e| ReportError::Pdf(e.to_string()))?;
-    let font_bold = doc
-        .add_external_font(bold_ttf.as_deref().unwrap_or(BOLD_TTF))
-        .map_err(|e| ReportError::Pdf(e.to_string()))?;
-
-    let mut layers = Vec::with_capacity(pages);
-    layers.push(doc.get_page(page0).get_layer(layer0));
-    for _ in 1..pages {
-        let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "texte");
-        layers.push(doc.get_page(p).get_layer(l));
-    }
-
-    let font_of = |b: bool| -> &IndirectFontRef { if b { &font_bold } else { &font_regular } };
-    for line in &placed {
-        let Some(layer) = layers.get(line.page) else {
-            continue;
-        };
-        let y = PAGE_H - MARGIN_TOP - line.baseline / PT_PER_MM;
-        layer.use_text(
-            line.text.as_str(),
-            line.size,
-            Mm(MARGIN_X),
-            Mm(y),
-            font_of(line.bold),
-        );
-    }
-    // The id on every page: a loose page can still be put back in the right record.
-    for (layer, footer) in layers.iter().zip(&footers) {
-        let w = regular.width(footer, FOOTER) / PT_PER_MM;
-        layer.use_text(
-            footer.as_str(),
+    let page_settings = PageSettings::from_wh(PAGE_W * PT_PER_MM, PAGE_H * PT_PER_MM)
+        .ok_or_else(|| ReportError::Pdf("page size".into()))?;
+    for (n, footer) in footers.iter().enumerate() {
+        let mut page = doc.start_page_with(page_settings.clone());
+        let mut surface = page.surface();
+        for line in placed.iter().filter(|p| p.page == n) {
+            let font = if line.bold { &font_bold } else { &font_regular };
+            surface.draw_text(
+                Point::from_xy(MARGIN_X * PT_PER_MM, MARGIN_TOP * PT_PER_MM + line.baseline),
+                font.clone(),
+                line.size,
+                &line.text,
+                false,
+                TextDirection::Auto,
+            );
+        }
+        // The id on every page: a loose page can still be put back in the right record.
+        let w = regular.width(footer, FOOTER);
+        surface.draw_text(
+            Point::from_xy(
+                (PAGE_W - MARGIN_X) * PT_PER_MM - w,
+                (PAGE_H - FOOTER_Y) * PT_PER_MM,
+            ),
+            font_regular.clone(),
             FOOTER,
-            Mm(PAGE_W - MARGIN_X - w),
-            Mm(FOOTER_Y),
-            &font_regular,
+            footer,
+            false,
+            TextDirection::Auto,
         );
+        surface.finish();
+        page.finish();
     }
-
-    doc.save_to_bytes()
-        .map_err(|e| ReportError::Pdf(e.to_string()))
+    doc.finish().map_err(|e| ReportError::Pdf(format!("{e:?}")))
 }
 
 /// Places every block on pages: wraps to the text width, breaks pages, keeps a heading with
@@ -183,14 +241,14 @@ fn layout(blocks: &[Block], regular: &Metrics, bold: &Metrics) -> Vec<Placed> {
 
 /// Replaces characters the font cannot draw by U+FFFD (or `?`), so nothing vanishes silently.
 fn printable(s: &str, m: &Metrics) -> String {
-    let replacement = if m.glyph('\u{fffd}').is_some() {
+    let replacement = if m.covers('\u{fffd}') {
         '\u{fffd}'
     } else {
         '?'
     };
     s.chars()
         .map(|c| {
-            if c == ' ' || m.glyph(c).is_some() {
+            if c == ' ' || m.covers(c) {
                 c
             } else {
                 replacement
@@ -253,11 +311,11 @@ mod unit {
         for c in [
             'a', 'é', 'è', 'à', 'ç', 'ù', 'ê', 'œ', '«', '»', '—', '’', '\u{a0}', '–',
         ] {
-            assert!(m.glyph(c).is_some(), "glyph for {c:?}");
+            assert!(m.covers(c), "glyph for {c:?}");
             assert!(m.advance_em(c) > 0.0, "width for {c:?}");
         }
         assert!(m.advance_em('i') < m.advance_em('M'));
-        assert!(m.glyph('\u{10FFFD}').is_none());
+        assert!(!m.covers('\u{10FFFD}'));
         let b = Metrics::parse(BOLD_TTF).expect("bold parses");
         assert!(b.width("Téléexpertise", 10.0) > m.width("Téléexpertise", 10.0));
         assert!(Metrics::parse(b"not a font").is_err());

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::*;
 
-fn paris(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+pub(super) fn paris(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     chrono_tz::Europe::Paris
         .with_ymd_and_hms(y, mo, d, h, mi, 0)
         .single()
@@ -18,7 +18,7 @@ fn paris(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 const QUESTION: &str = "Bonjour\r\n\r\nPatiente ayant eu des relations sexuelles non protégées avec un partenaire qui présente a priori une orchite. Il a fait un test urinaire qui retrouve par PCR mycoplasme hominis et ureaplasma urealyticum .\r\n\r\nFaut il faire ses recherches chez la patiente ? Intérêt à la traiter ?\r\n\r\n(il me semble que c'est 2 germes ne sont pas pathogènes mais comme le partenaire est symptomatique...)\r\n\r\nMerci";
 const ANSWER: &str = "Bonjour\n\nCe ne sont que rarement des pathogènes et en tout cas on ne les traite jamais quand asymptomatique. Il faut juste vérifier PCR chlamydia et gonocoque sur les urines. L'orchite peut être une infection urinaire et pas forcément une IST.\n\nCordialement";
 
-fn seed_case() -> ReportData {
+pub(super) fn seed_case() -> ReportData {
     let requester = ReportPerson {
         name: Some("Dr Olivier HANRIOT".into()),
         address: "o.hanriot@medecin.mssante.fr".into(),
@@ -84,6 +84,7 @@ fn seed_case() -> ReportData {
         }],
         generated_at: paris(2024, 11, 12, 11, 14),
         timezone: chrono_tz::Europe::Paris,
+        acts: vec![],
     }
 }
 
@@ -213,43 +214,117 @@ fn debug_hides_patient_data() {
     assert!(dbg.contains("TE-2024-000042"));
 }
 
-/// pdftotext's output, or `None` with a loud notice when poppler-utils is missing.
-fn pdftotext(pdf: &[u8], name: &str) -> Option<String> {
-    let tool = Path::new("/usr/bin/pdftotext");
-    if !tool.exists() {
+/// Runs a poppler-utils tool on `pdf`; `None` with a loud notice when poppler-utils is missing
+/// (scripts/install-test-deps.sh installs it).
+fn poppler(tool: &str, args: &[&str], pdf: &[u8], name: &str) -> Option<String> {
+    let path = Path::new("/usr/bin").join(tool);
+    if !path.exists() {
         eprintln!(
             "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-             !! NOTICE: /usr/bin/pdftotext is missing (apt-get install poppler-utils):\n\
-             !! the PDF text extraction assertions of {name} are SKIPPED.\n\
-             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+             !! NOTICE: {} is missing (apt-get install poppler-utils):\n\
+             !! the PDF assertions of {name} are SKIPPED.\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+            path.display()
         );
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("teleavis-report-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "teleavis-report-{}-{name}-{tool}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let input = dir.join("cr.pdf");
     std::fs::write(&input, pdf).expect("write pdf");
-    let out = Command::new(tool)
-        .arg("-enc")
-        .arg("UTF-8")
+    let out = Command::new(&path)
+        .args(args)
         .arg(&input)
-        .arg("-")
+        .args(if tool == "pdftotext" {
+            &["-"][..]
+        } else {
+            &[][..]
+        })
         .output()
-        .expect("run pdftotext");
+        .expect("run poppler tool");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
-        "pdftotext failed: {}",
+        "{tool} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(String::from_utf8(out.stdout).expect("utf-8 from pdftotext"))
+    Some(String::from_utf8(out.stdout).expect("utf-8 from poppler"))
 }
 
+/// pdftotext's output, or `None` when poppler-utils is missing.
+fn pdftotext(pdf: &[u8], name: &str) -> Option<String> {
+    poppler("pdftotext", &["-enc", "UTF-8"], pdf, name)
+}
+
+/// `pdfinfo`'s `Key: value` lines.
+fn pdfinfo(pdf: &[u8], args: &[&str], name: &str) -> Option<String> {
+    poppler("pdfinfo", args, pdf, name)
+}
+
+fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Page count from the page tree (`/Type /Page` objects), so it works without poppler too.
 fn pages_in(pdf: &[u8]) -> usize {
-    printpdf::lopdf::Document::load_mem(pdf)
-        .expect("our PDF parses back")
-        .get_pages()
-        .len()
+    if let Some(info) = pdfinfo(pdf, &[], "pages_in") {
+        return info_field(&info, "Pages")
+            .and_then(|p| p.parse().ok())
+            .expect("pdfinfo gives the page count");
+    }
+    pdf.windows(11).filter(|w| w == b"/Type /Page").count()
+}
+
+#[test]
+fn pdf_is_pdf_a_with_metadata_and_embedded_fonts() {
+    let name = "pdf_is_pdf_a_with_metadata_and_embedded_fonts";
+    let pdf = render_pdf(&seed_case()).expect("pdf");
+    let Some(info) = pdfinfo(&pdf, &["-enc", "UTF-8"], name) else {
+        return;
+    };
+    // The title reads correctly in a viewer (it once read `tÃ©lÃ©expertise`).
+    assert_eq!(
+        info_field(&info, "Title").as_deref(),
+        Some("Compte-rendu de téléexpertise TE-2024-000042"),
+        "{info}"
+    );
+    assert_eq!(
+        info_field(&info, "Author").as_deref(),
+        Some("CHR Metz-Thionville"),
+        "{info}"
+    );
+    let meta = pdfinfo(&pdf, &["-meta"], name).expect("pdfinfo -meta");
+    for needle in [
+        "<pdfaid:part>2</pdfaid:part>",
+        "<pdfaid:conformance>U</pdfaid:conformance>",
+        "fr-FR",
+        "Compte-rendu de téléexpertise TE-2024-000042",
+    ] {
+        assert!(meta.contains(needle), "XMP lacks {needle:?}:\n{meta}");
+    }
+    // PDF/A requires an output intent (GTS_PDFA1) with its ICC profile.
+    let raw = String::from_utf8_lossy(&pdf);
+    assert!(raw.contains("/OutputIntents"), "no OutputIntents");
+    assert!(raw.contains("/GTS_PDFA1"), "no PDF/A output intent");
+    let fonts = poppler("pdffonts", &[], &pdf, name).expect("pdffonts");
+    let rows: Vec<&str> = fonts
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(rows.len() >= 2, "{fonts}");
+    for row in rows {
+        assert!(row.contains("DejaVuSans"), "{fonts}");
+        // Columns: name type encoding emb sub uni object ID; `emb` and `sub` must be yes.
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let n = cols.len();
+        assert_eq!(&cols[n - 5..n - 2], ["yes", "yes", "yes"], "{fonts}");
+    }
 }
 
 #[test]
@@ -315,4 +390,41 @@ fn long_exchange_paginates_without_loss() {
     assert!(text.contains("Compte-rendu généré le 12/11/2024 à 11h14."));
     let squeezed: String = text.split_whitespace().collect();
     assert!(squeezed.contains(&"x".repeat(400)));
+}
+
+#[test]
+fn facturation_lists_the_acts_and_why_not() {
+    let mut d = seed_case();
+    let day = NaiveDate::from_ymd_opt(2026, 1, 2).expect("date");
+    d.acts = vec![
+        crate::billing::Act {
+            code: "TE2".into(),
+            doctor_rpps: Some("10007654321".into()),
+            doctor_name: "Dr Yvon RUCH".into(),
+            day,
+            amount_cents: 2300,
+            billable: false,
+            reason: Some("plafond annuel atteint".into()),
+        },
+        crate::billing::Act {
+            code: "RQD".into(),
+            doctor_rpps: Some("10001234567".into()),
+            doctor_name: "Dr Olivier HANRIOT".into(),
+            day,
+            amount_cents: 1000,
+            billable: true,
+            reason: None,
+        },
+    ];
+    let t = render_text(&d);
+    assert!(
+        t.contains("– TE2, Dr Yvon RUCH (RPPS 10007654321), 23,00 € le 02/01/2026 — non facturable : plafond annuel atteint"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "– RQD, Dr Olivier HANRIOT (RPPS 10001234567), 10,00 € le 02/01/2026 — facturable"
+        ),
+        "{t}"
+    );
 }

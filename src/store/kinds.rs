@@ -91,6 +91,9 @@ text_enum! {
         Notice = "notice",
         /// To the administrator: quarantine, bounce, held or failed mail.
         AdminAlert = "admin_alert",
+        /// A disposition notification (RFC 8098) to the sender: encrypted when possible,
+        /// never held (see `crate::mdn`).
+        Mdn = "mdn",
     }
 }
 
@@ -119,7 +122,7 @@ impl OutboxKind {
             OutboxKind::Answer => MessageKind::Answer,
             OutboxKind::FollowUp => MessageKind::FollowUp,
             OutboxKind::Report => MessageKind::Report,
-            OutboxKind::Notice | OutboxKind::AdminAlert => MessageKind::Notice,
+            OutboxKind::Notice | OutboxKind::AdminAlert | OutboxKind::Mdn => MessageKind::Notice,
         }
     }
 }
@@ -150,6 +153,7 @@ mod tests {
             "report",
             "notice",
             "admin_alert",
+            "mdn",
         ] {
             let kind: OutboxKind = k.parse().unwrap();
             assert_eq!(kind, k);

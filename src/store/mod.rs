@@ -13,6 +13,7 @@
 //! the pool.
 
 mod audit;
+mod billing;
 mod domain;
 mod error;
 mod inbound;
@@ -41,6 +42,7 @@ use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
+pub use billing::ActRow;
 pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
@@ -202,6 +204,12 @@ impl Store {
                 "instances",
                 include_str!("../../migrations/sqlite/0004_instances.sql"),
                 include_str!("../../migrations/postgres/0004_instances.sql"),
+            ),
+            (
+                6,
+                "billing_acts",
+                include_str!("../../migrations/sqlite/0006_billing_acts.sql"),
+                include_str!("../../migrations/postgres/0006_billing_acts.sql"),
             ),
         ];
         let migrations = MIGRATIONS

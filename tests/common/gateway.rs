@@ -339,6 +339,8 @@ impl Gateway {
                     automatic: true,
                     text: "Bonjour".into(),
                     attachments: vec![],
+                    extra_headers: vec![],
+                    report: None,
                 };
                 let r = teleavis::outbox::enqueue(
                     &store,

@@ -71,6 +71,19 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// The national MSSanté directory
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Replace the directory by an extraction (.txt or .zip)
+    Import { file: PathBuf },
+    /// One entry, by address or RPPS
+    Show { key: String },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +203,12 @@ fn main() -> ExitCode {
                 command: AuditCommand::Verify,
             } => cli::audit_verify(&settings).await,
             Command::Purge { older_than } => cli::purge(&settings, older_than).await,
+            Command::Directory {
+                command: DirectoryCommand::Import { file },
+            } => cli::directory_import(&settings, &file).await,
+            Command::Directory {
+                command: DirectoryCommand::Show { key },
+            } => cli::directory_show(&settings, &key).await,
         }
     });
     match result {

@@ -1,15 +1,19 @@
 //! The administrative commands: check-config, migrate, threads, report, stats, quarantine,
 //! audit, purge. Each prints for a person (table, text) or a program (JSON, CSV).
 
+mod directory;
 mod quarantine;
+mod stats;
 mod threads;
 
 use std::path::Path;
 
 use anyhow::Context;
 
+pub use directory::{directory_import, directory_show};
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
-pub use threads::{purge, report, stats, threads_list, threads_show};
+pub use stats::stats;
+pub use threads::{purge, report, threads_list, threads_show};
 
 use crate::config::Settings;
 use crate::store::Store;

@@ -324,6 +324,22 @@ impl Intake {
                 now,
             )
             .await?;
+        // Directory (issue 10): the certificate's RPPS against the national directory.
+        if let Some(detail) = crate::directory::hooks::check_signer(
+            &self.store,
+            tx,
+            &self.settings.directory,
+            signer,
+            inbound_id,
+            now,
+        )
+        .await?
+        {
+            let text = notices::rejected(&self.settings, Reason::DirectoryMismatch, envelope);
+            self.auto_reply(tx, &from, envelope, "Message refusé", text, None, now)
+                .await?;
+            return quarantine(Reason::DirectoryMismatch, detail);
+        }
         workflow::apply(self, tx, inbound_id, envelope, &authenticated, now).await
     }
 

@@ -203,6 +203,19 @@ async fn request(
             .await?;
         return Ok(Decision::Processed { thread: None });
     }
+    // Directory (issue 10): a requérant whose profession may not request is told so.
+    if let Some(text) =
+        crate::directory::hooks::refuse_requester(&intake.store, tx, s, from.as_str()).await?
+    {
+        intake
+            .auto_reply(tx, &from, envelope, "Demande refusée", text, None, now)
+            .await?;
+        info!(
+            inbound_id,
+            "request refused: the directory's profession may not request"
+        );
+        return Ok(Decision::Processed { thread: None });
+    }
     let previous = previous_thread(&content.text);
     let category = match category_from_recipients(intake, envelope) {
         Some(c) => Some(c),
@@ -310,7 +323,15 @@ async fn request(
     let mut ack = intake.gateway_message(
         vec![from.clone()],
         thread::subject(&id, &category.name, "Accusé de réception"),
-        notices::ack(s, &id, category, previous.as_deref()),
+        // Directory (issue 10): who the requérant and the experts are.
+        crate::directory::hooks::amend_ack(
+            &intake.store,
+            tx,
+            category,
+            from.as_str(),
+            notices::ack(s, &id, category, previous.as_deref()),
+        )
+        .await?,
         Some(&tid),
     );
     ack.in_reply_to = envelope.message_id.clone();
@@ -321,7 +342,14 @@ async fn request(
     let mut fwd = intake.gateway_message(
         vec![category.group_address.clone()],
         thread::subject(&id, &category.name, "Nouvelle demande"),
-        notices::forward(s, &id, category, &request, &msg.signer, &content.text),
+        // Directory (issue 10): the requérant's profession, specialty and department.
+        crate::directory::hooks::amend_forward(
+            &intake.store,
+            tx,
+            from.as_str(),
+            notices::forward(s, &id, category, &request, &msg.signer, &content.text),
+        )
+        .await?,
         Some(&tid),
     );
     fwd.automatic = false;
@@ -794,7 +822,11 @@ pub async fn report_data(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no thread {tid}"))?;
     let messages = store.thread_messages(tid).await?;
-    report_data_from(settings, &thread, &messages, now)
+    let mut data = report_data_from(settings, &thread, &messages, now)?;
+    // Directory (issue 10): names and specialties of the people in the compte-rendu.
+    let mut conn = store.pool().acquire().await?;
+    crate::directory::hooks::enrich_report(store, &mut conn, &mut data).await?;
+    Ok(data)
 }
 
 /// The compte-rendu's data from a thread and its messages.
@@ -936,7 +968,9 @@ async fn send_report(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no thread {tid}"))?;
     let messages = intake.store.thread_messages_in(tx, tid).await?;
-    let data = report_data_from(&intake.settings, &thread, &messages, now)?;
+    let mut data = report_data_from(&intake.settings, &thread, &messages, now)?;
+    // Directory (issue 10): names and specialties of the people in the compte-rendu.
+    crate::directory::hooks::enrich_report(&intake.store, tx, &mut data).await?;
     let text = report::render_text(&data);
     let pdf = report::render_pdf(&data)?;
     let id = ThreadId::parse(tid)?;

@@ -13,6 +13,7 @@
 //! the pool.
 
 mod audit;
+mod directory;
 mod error;
 mod inbound;
 mod lease;
@@ -22,7 +23,7 @@ mod stats;
 mod threads;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,6 +37,7 @@ use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
+pub use directory::{DIRECTORY_BATCH, DirectoryEntry, DirectoryImport};
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
 pub use lease::Lease;
@@ -175,13 +177,26 @@ impl Store {
             Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
             Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+        let directory: &'static str = match self.backend {
+            Backend::Sqlite => include_str!("../../migrations/sqlite/0005_directory.sql"),
+            Backend::Postgres => include_str!("../../migrations/postgres/0005_directory.sql"),
+        };
+        let migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("init"),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                5,
+                Cow::Borrowed("directory"),
+                MigrationType::Simple,
+                directory.into_sql_str(),
+                false,
+            ),
+        ]);
         migrator
             .run(&self.pool)
             .await

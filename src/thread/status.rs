@@ -152,6 +152,8 @@ mod tests {
             experts: vec![addr("dr.ruch@chr-metz.mssante.fr")],
             response_time: String::new(),
             phone: None,
+            deadline_hours: 48,
+            urgent_deadline_minutes: None,
             fields: vec![],
         };
         let gp = addr("dr.bua@medecin.mssante.fr");

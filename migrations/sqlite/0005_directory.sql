@@ -1,0 +1,29 @@
+-- The national MSSanté directory (issue 10): one row per mailbox, replaced atomically by
+-- `teleavis directory import`. Addresses are kept lowercase (the key is case-insensitive).
+CREATE TABLE directory_entries (
+    address         TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,          -- PER (a person) or ORG (an organisation)
+    rpps            TEXT,                   -- Identifiant PP: the 11-digit RPPS number
+    civility        TEXT,
+    last_name       TEXT,
+    first_name      TEXT,
+    profession_code TEXT,
+    profession      TEXT,                   -- Libellé Profession (Médecin, Sage-Femme…)
+    specialty_code  TEXT,
+    specialty       TEXT,                   -- Libellé savoir-faire
+    organization    TEXT,
+    postal_code     TEXT,
+    department      TEXT
+);
+CREATE INDEX directory_entries_rpps ON directory_entries (rpps);
+
+-- The import that produced the current directory: what `directory.file` is compared with.
+CREATE TABLE directory_imports (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    file_size   INTEGER NOT NULL,
+    file_mtime  TEXT NOT NULL,
+    lines       INTEGER NOT NULL,
+    entries     INTEGER NOT NULL,
+    imported_at TEXT NOT NULL
+);

@@ -66,6 +66,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tasks.spawn(worker.run(stop_rx.clone()));
     }
     tasks.spawn(housekeeping(intake.clone(), stop_tx.subscribe()));
+    if let Some(file) = settings.directory.file.clone() {
+        tasks.spawn(crate::directory::watch::run(
+            store.clone(),
+            file,
+            Duration::from_secs(settings.directory.check_seconds),
+            stop_tx.subscribe(),
+        ));
+    }
 
     notify(&[sd_notify::NotifyState::Ready]);
     spawn_watchdog(stop_tx.subscribe());

@@ -225,3 +225,37 @@ fn directory_import_then_who_people_are_everywhere() {
     assert!(mail.count(GATEWAY, "Quarantaine") >= 1);
     gw.stop();
 }
+
+#[test]
+fn directory_file_is_reimported_when_it_changes() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let file = gw.dir.path().join("Extraction_Correspondance_MSSante.txt");
+    let text = std::fs::read_to_string(sample()).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    gw.start_with_env(&[
+        ("TELEAVIS__DIRECTORY__FILE", file.to_str().unwrap()),
+        ("TELEAVIS__DIRECTORY__CHECK_SECONDS", "1"),
+    ]);
+    let show = |gw: &Gateway| {
+        let out = gw.cli(&["directory", "show", "dr.hoarau@cabinet.test"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    gw.wait_until("the first import", T, || {
+        show(&gw).contains("974").then_some(())
+    });
+    // Dr Hoarau moves from La Réunion to Mayotte; the daemon sees the file change.
+    std::fs::write(&file, text.replace("|97400|974|", "|97600|976|")).unwrap();
+    gw.wait_until("the re-import", T, || {
+        show(&gw).contains("976").then_some(())
+    });
+    // A bad file is refused in the log and the directory keeps serving.
+    std::fs::write(&file, "not|a|directory\n").unwrap();
+    gw.wait_until("the refusal in the log", T, || {
+        gw.log()
+            .contains("directory.file not imported")
+            .then_some(())
+    });
+    assert!(show(&gw).contains("976"));
+    gw.stop();
+}

@@ -5,6 +5,7 @@
 
 pub mod hooks;
 pub mod parse;
+pub mod watch;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

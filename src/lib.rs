@@ -7,6 +7,7 @@ pub mod address;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod desk;
 pub mod directory;
 pub mod form;
 pub mod intake;

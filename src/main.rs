@@ -71,10 +71,29 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// Who is on duty
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
     /// The national MSSanté directory
     Directory {
         #[command(subcommand)]
         command: DirectoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterCommand {
+    /// Replace the roster of the categories in a CSV or iCalendar file
+    Import { file: PathBuf },
+    /// Who is on duty
+    Show {
+        #[arg(long)]
+        category: Option<String>,
+        /// Local date-time, e.g. 2026-12-01T08:00 [default: every slot]
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -203,6 +222,12 @@ fn main() -> ExitCode {
                 command: AuditCommand::Verify,
             } => cli::audit_verify(&settings).await,
             Command::Purge { older_than } => cli::purge(&settings, older_than).await,
+            Command::Roster {
+                command: RosterCommand::Import { file },
+            } => cli::roster_import(&settings, &file).await,
+            Command::Roster {
+                command: RosterCommand::Show { category, at },
+            } => cli::roster_show(&settings, category.as_deref(), at.as_deref()).await,
             Command::Directory {
                 command: DirectoryCommand::Import { file },
             } => cli::directory_import(&settings, &file).await,

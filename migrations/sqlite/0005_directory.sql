@@ -27,3 +27,13 @@ CREATE TABLE directory_imports (
     entries     INTEGER NOT NULL,
     imported_at TEXT NOT NULL
 );
+
+-- The on-duty roster (issue 10): one row per duty slot, times in UTC (store format). An
+-- import replaces the slots of the categories its file names.
+CREATE TABLE roster_slots (
+    category  TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at   TEXT NOT NULL,
+    expert    TEXT NOT NULL          -- lowercase address
+);
+CREATE INDEX roster_slots_category ON roster_slots (category, starts_at);

@@ -3,6 +3,7 @@
 
 mod directory;
 mod quarantine;
+mod roster;
 mod stats;
 mod threads;
 
@@ -12,6 +13,7 @@ use anyhow::Context;
 
 pub use directory::{directory_import, directory_show};
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
+pub use roster::{roster_import, roster_show};
 pub use stats::stats;
 pub use threads::{purge, report, threads_list, threads_show};
 

@@ -355,6 +355,18 @@ async fn request(
     fwd.automatic = false;
     fwd.attachments = content.attachments;
     send(intake, tx, &tid, "forward", fwd, now).await?;
+    // Desk (issue 10): a notice to each expert on duty in the category now.
+    for (to, text) in
+        crate::desk::hooks::on_duty_notices(&intake.store, tx, s, category, &tid, now).await?
+    {
+        let notice = intake.gateway_message(
+            vec![to],
+            thread::subject(&id, &category.name, "Nouvelle demande"),
+            text,
+            Some(&tid),
+        );
+        send(intake, tx, &tid, "notice", notice, now).await?;
+    }
     info!(inbound_id, thread = %tid, category = %category.id, "thread opened");
     Ok(Decision::Processed { thread: Some(tid) })
 }
@@ -412,6 +424,8 @@ async fn reply(
     };
     let requester = EmailAddress::parse(&thread.requester)?;
     let role = thread::role_of(&from, &requester, category);
+    // Desk (issue 10): an expert on the category's roster posts like a listed expert.
+    let role = crate::desk::hooks::roster_role(&intake.store, tx, role, &from, category).await?;
     let text = thread::strip_quoted(&content.text);
     let command = thread::parse_command(&text);
     let (event, text) = match &command {

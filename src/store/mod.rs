@@ -19,6 +19,7 @@ mod inbound;
 mod lease;
 mod outbox;
 mod recipients;
+mod roster;
 mod stats;
 mod threads;
 
@@ -42,6 +43,7 @@ pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
 pub use lease::Lease;
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
+pub use roster::RosterSlot;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
 pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};

@@ -1,0 +1,75 @@
+//! What the intake asks the desk, one call each: the on-duty notices when a thread opens, and
+//! whether a sender on the category's roster may post like a listed expert. Both read inside
+//! the message's transaction, so a notice is queued with the thread or not at all.
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
+
+use crate::address::EmailAddress;
+use crate::config::{CategorySettings, Settings};
+use crate::store::Store;
+use crate::thread::Role;
+
+/// The notices of a new thread: `(expert, text)` for each expert on duty in its category at
+/// `now`. The text names no patient (it is encrypted anyway, but it says only where to look).
+pub async fn on_duty_notices(
+    store: &Store,
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    category: &CategorySettings,
+    tid: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(EmailAddress, String)>> {
+    let slots = store
+        .roster_slots(conn, Some(&category.id), Some(now))
+        .await?;
+    let mut experts: Vec<String> = slots.into_iter().map(|s| s.expert).collect();
+    experts.sort();
+    experts.dedup();
+    let network = if settings.gateway.network.is_empty() {
+        "du réseau".to_string()
+    } else {
+        format!("du réseau {}", settings.gateway.network)
+    };
+    let mut out = Vec::new();
+    for e in experts {
+        let Ok(addr) = EmailAddress::parse(&e) else {
+            continue;
+        };
+        let text = format!(
+            "Bonjour,\n\nUne nouvelle demande de téléexpertise, {tid}, attend une réponse dans la \
+             boîte du groupe {} ({}).\n\nVous recevez ce message car vous êtes actuellement sur \
+             le planning {network} pour la catégorie {}.\n\n-- \n{}\n{}\n",
+            category.name,
+            category.group_address,
+            category.name,
+            settings.gateway.display_name,
+            settings.gateway.network
+        );
+        out.push((addr, text));
+    }
+    Ok(out)
+}
+
+/// `role`, or `Expert` for a sender who would be `Other` but is on the category's roster.
+pub async fn roster_role(
+    store: &Store,
+    conn: &mut AnyConnection,
+    role: Role,
+    sender: &EmailAddress,
+    category: &CategorySettings,
+) -> anyhow::Result<Role> {
+    if role != Role::Other {
+        return Ok(role);
+    }
+    Ok(
+        if store
+            .roster_has(conn, &category.id, &sender.base().to_string())
+            .await?
+        {
+            Role::Expert
+        } else {
+            role
+        },
+    )
+}

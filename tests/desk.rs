@@ -1,0 +1,165 @@
+//! The desk end to end, through the real Postfix and Dovecot: a roster imported by the command
+//! line, the on-duty notice in the mailbox of the expert on duty (decrypted, verified, no
+//! patient data in its headers) and none for an expert off duty, an expert on the roster (not
+//! a listed expert) answering in the thread, and a bad roster line that changes nothing.
+
+mod common;
+#[path = "common/gateway.rs"]
+mod gateway;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{
+    MailSystem, compose_signed_encrypted, header_values, open_as, split_message, user_email,
+};
+use gateway::{Db, Gateway, INFECTIO};
+
+const T: Duration = Duration::from_secs(60);
+const ON_DUTY: &str = "dr.legrand@hopital.test";
+const OFF_DUTY: &str = "dr.ruch@hopital.test";
+
+fn local(t: chrono::DateTime<Utc>) -> String {
+    t.with_timezone(&chrono_tz::Europe::Paris)
+        .format("%Y-%m-%dT%H:%M")
+        .to_string()
+}
+
+fn send_as(mail: &MailSystem, user: &str, to: &str, subject: &str, body: &str) {
+    let raw = compose_signed_encrypted(user, to, "gateway", subject, body, &[]);
+    mail.send_raw(&user_email(user), &[to], &raw);
+}
+
+#[test]
+fn on_duty_expert_is_notified_and_may_answer() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let now = Utc::now();
+    let roster = gw.dir.path().join("planning.csv");
+    std::fs::write(
+        &roster,
+        format!(
+            "category,start,end,expert\ninfectio,{},{},{ON_DUTY}\ninfectio,{},{},{OFF_DUTY}\n",
+            local(now - chrono::Duration::hours(1)),
+            local(now + chrono::Duration::hours(3)),
+            local(now + chrono::Duration::days(1)),
+            local(now + chrono::Duration::days(1) + chrono::Duration::hours(4)),
+        ),
+    )
+    .unwrap();
+    let out = gw.cli(&["roster", "import", roster.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 slots for infectio"));
+    let show = |gw: &Gateway| {
+        let out = gw.cli(&[
+            "roster",
+            "show",
+            "--category",
+            "infectio",
+            "--at",
+            &local(Utc::now()),
+        ]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let shown = show(&gw);
+    assert!(
+        shown.contains(ON_DUTY) && !shown.contains(OFF_DUTY),
+        "{shown}"
+    );
+
+    // A bad line (unknown category) is named and changes nothing.
+    let bad = gw.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "category,start,end,expert\ninfectio,2026-12-01T08:00,2026-12-01T13:00,x@hopital.test\ncardio,2026-12-01T08:00,2026-12-01T13:00,y@hopital.test\n",
+    )
+    .unwrap();
+    let out = gw.cli(&["roster", "import", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.csv: line 3: unknown category \"cardio\""),
+        "{err}"
+    );
+    assert_eq!(show(&gw), shown);
+
+    // The experts have not written yet: their certificates are placed as an operator would.
+    for name in ["expert", "expert2"] {
+        std::fs::copy(
+            common::user_cert(name),
+            common::pki().join(format!("recipients/{name}.pem")),
+        )
+        .unwrap();
+    }
+    gw.start();
+    let case =
+        std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt"))
+            .unwrap();
+    send_as(
+        &mail,
+        "gp",
+        "teleexpertise+infectio@hopital.test",
+        "Demande d'avis",
+        &case,
+    );
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 1, T),
+        "no forward\n{}",
+        gw.log()
+    );
+    assert!(
+        mail.wait_for_count(ON_DUTY, "INBOX", 1, T),
+        "no notice\n{}",
+        gw.log()
+    );
+    let raw = mail.fetch(ON_DUTY, "INBOX").remove(0);
+    let notice = open_as(ON_DUTY, &raw);
+    assert_eq!(notice["verified"], true);
+    assert_eq!(notice["encrypted"], true);
+    let tid = header_values(&raw, "X-Teleavis-Thread").remove(0);
+    assert_eq!(
+        notice["headers"]["Subject"],
+        format!("[{tid}] Nouvelle demande — Maladies infectieuses")
+    );
+    let text = notice["text"].as_str().unwrap();
+    assert!(text.contains(&tid) && text.contains("planning"), "{text}");
+    assert!(text.contains(INFECTIO), "{text}");
+    let head = String::from_utf8_lossy(split_message(&raw).0).to_lowercase();
+    for secret in ["julie", "23/01/1991", "291015746312381", "mycoplasme"] {
+        assert!(
+            !head.contains(secret) && !text.to_lowercase().contains(secret),
+            "{secret} in the notice"
+        );
+    }
+    // The expert off duty gets nothing (the forward went to the group only).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mail.count(OFF_DUTY, "INBOX"), 0);
+
+    // The expert on the roster (not a listed expert of infectio) answers: relayed to the GP.
+    send_as(
+        &mail,
+        "expert2",
+        &format!("teleexpertise+{}@hopital.test", tid.to_lowercase()),
+        &format!("RE: [{tid}] Nouvelle demande — Maladies infectieuses"),
+        "Pas de traitement si asymptomatique.\n",
+    );
+    let gp = user_email("gp");
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 2, T),
+        "answer not relayed\n{}",
+        gw.log()
+    );
+    let answer = open_as(&gp, &mail.fetch(&gp, "INBOX").remove(1));
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("Pas de traitement si asymptomatique")
+    );
+    assert!(gw.quarantine().is_empty(), "{:?}", gw.quarantine());
+    gw.stop();
+}

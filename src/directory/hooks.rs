@@ -11,6 +11,7 @@ use crate::config::{CategorySettings, DirectorySettings, Settings};
 use crate::report::ReportData;
 use crate::smime::SignerIdentity;
 use crate::store::Store;
+use crate::thread::Role;
 
 use super::{describe, display_name, profession_in};
 
@@ -95,6 +96,28 @@ pub async fn refuse_requester(
         settings.gateway.display_name,
         settings.gateway.network
     )))
+}
+
+/// `role`, or `Other` for an expert whose directory profession may not answer
+/// (`directory.expert_professions`): their message is then refused like a stranger's. The group
+/// mailbox (an organisation, no profession) and people absent from the directory keep `role`.
+pub async fn may_answer(
+    store: &Store,
+    conn: &mut AnyConnection,
+    settings: &DirectorySettings,
+    role: Role,
+    sender: &str,
+) -> anyhow::Result<Role> {
+    if role != Role::Expert {
+        return Ok(role);
+    }
+    let Some(entry) = store.directory_by_address_in(conn, sender).await? else {
+        return Ok(role);
+    };
+    Ok(match entry.profession.as_deref() {
+        Some(p) if !profession_in(p, &settings.expert_professions) => Role::Other,
+        _ => role,
+    })
 }
 
 /// `Dr Olivier MARTIN — Spécialiste en Médecine générale — RPPS 10001234567`, from the
@@ -231,6 +254,35 @@ fn append_to_line(text: String, prefix: &str, addition: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testutil::both;
+
+    #[tokio::test]
+    async fn only_the_configured_professions_answer() {
+        both("directory_may_answer", |store| async move {
+            let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/directory/Extraction_Correspondance_MSSante_sample.txt");
+            crate::directory::import(&store, &sample, chrono::Utc::now())
+                .await
+                .unwrap();
+            let settings = DirectorySettings::default();
+            let mut conn = store.pool().acquire().await.unwrap();
+            for (who, role, want) in [
+                ("dr.ruch@hopital.test", Role::Expert, Role::Expert),
+                ("sf.petit@cabinet.test", Role::Expert, Role::Expert),
+                ("ide.durand@cabinet.test", Role::Expert, Role::Other),
+                ("ph.blanc@cabinet.test", Role::Expert, Role::Other),
+                ("inconnu@hopital.test", Role::Expert, Role::Expert),
+                ("infectio@hopital.test", Role::Group, Role::Group),
+                ("ph.blanc@cabinet.test", Role::Requester, Role::Requester),
+            ] {
+                let got = may_answer(&store, &mut conn, &settings, role, who)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "{who}");
+            }
+        })
+        .await;
+    }
 
     #[test]
     fn lines_are_amended_in_place() {

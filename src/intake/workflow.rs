@@ -426,6 +426,15 @@ async fn reply(
     let role = thread::role_of(&from, &requester, category);
     // Desk (issue 10): an expert on the category's roster posts like a listed expert.
     let role = crate::desk::hooks::roster_role(&intake.store, tx, role, &from, category).await?;
+    // Directory (issue 10): an expert whose profession may not answer is refused.
+    let role = crate::directory::hooks::may_answer(
+        &intake.store,
+        tx,
+        &intake.settings.directory,
+        role,
+        from.as_str(),
+    )
+    .await?;
     let text = thread::strip_quoted(&content.text);
     let command = thread::parse_command(&text);
     let (event, text) = match &command {

@@ -112,6 +112,9 @@ enum ThreadsCommand {
         status: Option<String>,
         #[arg(long)]
         category: Option<String>,
+        /// Only open threads past their deadline with no expert action yet
+        #[arg(long)]
+        overdue: bool,
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -194,9 +197,10 @@ fn main() -> ExitCode {
                     ThreadsCommand::List {
                         status,
                         category,
+                        overdue,
                         format,
                     },
-            } => cli::threads_list(&settings, status, category, fmt(&format)?).await,
+            } => cli::threads_list(&settings, status, category, overdue, fmt(&format)?).await,
             Command::Threads {
                 command: ThreadsCommand::Show { id, format },
             } => cli::threads_show(&settings, &id, fmt(&format)?).await,

@@ -161,5 +161,95 @@ fn on_duty_expert_is_notified_and_may_answer() {
             .contains("Pas de traitement si asymptomatique")
     );
     assert!(gw.quarantine().is_empty(), "{:?}", gw.quarantine());
+    // The answer stopped the deadline: no reminder will follow.
+    let shown = gw.cli_json(&["threads", "show", &tid, "--format", "json"]);
+    assert_eq!(shown["urgent"], false, "{shown}");
+    assert!(shown["deadline"].is_string(), "{shown}");
+    assert!(shown["deadline_stopped_at"].is_string(), "{shown}");
+    gw.stop();
+}
+
+#[test]
+fn urgent_request_gets_the_short_deadline_and_the_urgent_notice() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let now = Utc::now();
+    let roster = gw.dir.path().join("planning.csv");
+    std::fs::write(
+        &roster,
+        format!(
+            "category,start,end,expert\ninfectio,{},{},{ON_DUTY}\n",
+            local(now - chrono::Duration::hours(1)),
+            local(now + chrono::Duration::hours(3)),
+        ),
+    )
+    .unwrap();
+    assert!(
+        gw.cli(&["roster", "import", roster.to_str().unwrap()])
+            .status
+            .success()
+    );
+    std::fs::copy(
+        common::user_cert("expert2"),
+        common::pki().join("recipients/expert2.pem"),
+    )
+    .unwrap();
+    gw.start();
+    let case =
+        std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt"))
+            .unwrap();
+    let sent = Utc::now();
+    send_as(
+        &mail,
+        "gp",
+        "teleexpertise+infectio-urgent@hopital.test",
+        "Demande d'avis",
+        &case,
+    );
+    let gp = user_email("gp");
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 1, T),
+        "no ack\n{}",
+        gw.log()
+    );
+    let ack = open_as(&gp, &mail.fetch(&gp, "INBOX").remove(0));
+    let text = ack["text"].as_str().unwrap().to_string();
+    assert!(text.contains("Demande URGENTE"), "{text}");
+    // 30 minutes (urgent_deadline_minutes), said in local time; the minute may turn meanwhile.
+    let said = [0, 1, 2].map(|m| {
+        (sent + chrono::Duration::minutes(30 + m))
+            .with_timezone(&chrono_tz::Europe::Paris)
+            .format("%d/%m/%Y à %H:%M")
+            .to_string()
+    });
+    assert!(
+        said.iter()
+            .any(|s| text.contains("Réponse attendue au plus tard le : ")
+                && text.contains(s.as_str())),
+        "{said:?} not in\n{text}"
+    );
+    assert!(
+        mail.wait_for_count(ON_DUTY, "INBOX", 1, T),
+        "no notice\n{}",
+        gw.log()
+    );
+    let raw = mail.fetch(ON_DUTY, "INBOX").remove(0);
+    let tid = header_values(&raw, "X-Teleavis-Thread").remove(0);
+    let notice = open_as(ON_DUTY, &raw);
+    assert_eq!(
+        notice["headers"]["Subject"],
+        format!("[{tid}] URGENT — Maladies infectieuses")
+    );
+    let shown = gw.cli_json(&["threads", "show", &tid, "--format", "json"]);
+    assert_eq!(shown["urgent"], true, "{shown}");
+    assert_eq!(shown["category"], "infectio");
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(shown["deadline"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(shown["created_at"].as_str().unwrap()).unwrap();
+    assert_eq!((deadline - created).num_minutes(), 30, "{shown}");
+    assert!(shown["deadline_stopped_at"].is_null(), "{shown}");
+    let overdue = gw.cli_json(&["threads", "list", "--overdue", "--format", "json"]);
+    assert_eq!(overdue.as_array().unwrap().len(), 0, "{overdue}");
     gw.stop();
 }

@@ -37,3 +37,17 @@ CREATE TABLE roster_slots (
     expert    TEXT NOT NULL          -- lowercase address
 );
 CREATE INDEX roster_slots_category ON roster_slots (category, starts_at);
+
+-- The desk's deadline of each thread (issue 10): set when the thread opens, stopped by an
+-- expert's answer, #prendre, #clore or #annuler. reminded_at / escalated_at are for the
+-- reminders at the deadline and at twice the deadline.
+CREATE TABLE thread_deadlines (
+    thread_id    TEXT PRIMARY KEY REFERENCES threads (id) ON DELETE CASCADE,
+    urgent       INTEGER NOT NULL,
+    opened_at    TEXT NOT NULL,
+    deadline_at  TEXT NOT NULL,
+    stopped_at   TEXT,
+    reminded_at  TEXT,
+    escalated_at TEXT
+);
+CREATE INDEX thread_deadlines_due ON thread_deadlines (deadline_at);

@@ -7,9 +7,26 @@ use serde_json::json;
 
 use super::{Format, UsageError, open_store, print_table};
 use crate::config::Settings;
-use crate::store::ThreadRow;
+use crate::store::{ThreadDeadline, ThreadRow};
 
-fn thread_json(t: &ThreadRow) -> serde_json::Value {
+fn thread_json(t: &ThreadRow, deadline: Option<&ThreadDeadline>) -> serde_json::Value {
+    let mut v = thread_fields(t);
+    // The desk (issue 10): the deadline and the urgent line.
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "deadline".into(),
+            json!(deadline.map(|d| d.deadline_at.to_rfc3339())),
+        );
+        o.insert("urgent".into(), json!(deadline.is_some_and(|d| d.urgent)));
+        o.insert(
+            "deadline_stopped_at".into(),
+            json!(deadline.and_then(|d| d.stopped_at).map(|t| t.to_rfc3339())),
+        );
+    }
+    v
+}
+
+fn thread_fields(t: &ThreadRow) -> serde_json::Value {
     json!({
         "id": t.id,
         "status": t.status,
@@ -29,19 +46,37 @@ pub async fn threads_list(
     settings: &Settings,
     status: Option<String>,
     category: Option<String>,
+    overdue: bool,
     format: Format,
 ) -> anyhow::Result<()> {
     if let Some(s) = &status {
         crate::thread::Status::parse(s).map_err(|e| UsageError(format!("--status: {e}")))?;
     }
     let store = open_store(settings).await?;
-    let threads = store
+    let mut threads = store
         .list_threads(status.as_deref(), category.as_deref())
         .await?;
+    let deadlines: std::collections::HashMap<String, ThreadDeadline> = store
+        .deadlines(None, overdue.then(Utc::now))
+        .await?
+        .into_iter()
+        .map(|d| (d.thread_id.clone(), d))
+        .collect();
+    if overdue {
+        // Past the deadline, not stopped, and still open.
+        threads.retain(|t| {
+            deadlines.contains_key(&t.id) && ["nouvelle", "en_cours"].contains(&t.status.as_str())
+        });
+    }
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&threads.iter().map(thread_json).collect::<Vec<_>>())?
+            serde_json::to_string_pretty(
+                &threads
+                    .iter()
+                    .map(|t| thread_json(t, deadlines.get(&t.id)))
+                    .collect::<Vec<_>>()
+            )?
         ),
         Format::Table | Format::Text => print_table(
             &[
@@ -83,7 +118,8 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
     let messages = store.thread_messages(&id).await?;
     match format {
         Format::Json => {
-            let mut v = thread_json(&thread);
+            let deadline = store.deadline_of(&id).await?;
+            let mut v = thread_json(&thread, deadline.as_ref());
             v["messages"] = messages
                 .iter()
                 .map(|m| {

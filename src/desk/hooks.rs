@@ -51,6 +51,67 @@ pub async fn on_duty_notices(
     Ok(out)
 }
 
+/// Sets the deadline of a thread being opened and returns the acknowledgement with it
+/// stated, plus whether the request is urgent. `tags` are the plus-tags the request was sent
+/// to.
+#[allow(clippy::too_many_arguments)]
+pub async fn open_deadline(
+    store: &Store,
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    category: &CategorySettings,
+    tid: &str,
+    tags: &[String],
+    unlisted: &[crate::form::FieldValue],
+    ack: String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(String, bool)> {
+    use super::deadline;
+    let urgent = deadline::is_urgent(tags, unlisted);
+    let due = deadline::deadline(category, urgent, now);
+    store
+        .insert_deadline(
+            conn,
+            &crate::store::ThreadDeadline {
+                thread_id: tid.to_owned(),
+                urgent,
+                opened_at: now,
+                deadline_at: due,
+                stopped_at: None,
+            },
+        )
+        .await?;
+    let tz: chrono_tz::Tz = settings
+        .gateway
+        .timezone
+        .parse()
+        .unwrap_or(chrono_tz::Europe::Paris);
+    let line = format!(
+        "{}Réponse attendue au plus tard le : {}\n",
+        if urgent { "Demande URGENTE. " } else { "" },
+        deadline::french_time(due, tz)
+    );
+    Ok((
+        crate::directory::hooks::insert_after_line(ack, "Catégorie : ", &line),
+        urgent,
+    ))
+}
+
+/// Stops the thread's deadline when an expert (or the group) acts or the requérant cancels.
+pub async fn stop_deadline(
+    store: &Store,
+    conn: &mut AnyConnection,
+    tid: &str,
+    role: Role,
+    cancelled: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if matches!(role, Role::Expert | Role::Group) || cancelled {
+        store.stop_deadline(conn, tid, now).await?;
+    }
+    Ok(())
+}
+
 /// `role`, or `Expert` for a sender who would be `Other` but is on the category's roster.
 pub async fn roster_role(
     store: &Store,

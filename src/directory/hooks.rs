@@ -214,7 +214,7 @@ pub async fn enrich_report(
     Ok(())
 }
 
-fn insert_after_line(text: String, prefix: &str, block: &str) -> String {
+pub(crate) fn insert_after_line(text: String, prefix: &str, block: &str) -> String {
     if block.is_empty() {
         return text;
     }

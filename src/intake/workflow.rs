@@ -105,7 +105,12 @@ fn category_from_recipients<'a>(
     envelope: &Envelope,
 ) -> Option<&'a CategorySettings> {
     for r in gateway_recipients(intake, envelope) {
-        if let Some(c) = r.plus_tag().and_then(|t| intake.settings.category(t)) {
+        // Desk (issue 10): `+<category>-urgent` is the category's urgent line.
+        if let Some(c) = r.plus_tag().and_then(|t| {
+            intake.settings.category(t).or_else(|| {
+                crate::desk::deadline::urgent_tag(t).and_then(|b| intake.settings.category(b))
+            })
+        }) {
             return Some(c);
         }
     }
@@ -320,18 +325,28 @@ async fn request(
         .await?;
 
     // Acknowledgement to the GP.
+    // Desk (issue 10): the deadline (standard or urgent line), stated in the acknowledgement.
+    let tags: Vec<String> = gateway_recipients(intake, envelope)
+        .filter_map(|r| r.plus_tag().map(str::to_owned))
+        .collect();
+    let (ack_text, urgent) = crate::desk::hooks::open_deadline(
+        &intake.store,
+        tx,
+        s,
+        category,
+        &tid,
+        &tags,
+        &request.unlisted,
+        notices::ack(s, &id, category, previous.as_deref()),
+        now,
+    )
+    .await?;
     let mut ack = intake.gateway_message(
         vec![from.clone()],
         thread::subject(&id, &category.name, "Accusé de réception"),
         // Directory (issue 10): who the requérant and the experts are.
-        crate::directory::hooks::amend_ack(
-            &intake.store,
-            tx,
-            category,
-            from.as_str(),
-            notices::ack(s, &id, category, previous.as_deref()),
-        )
-        .await?,
+        crate::directory::hooks::amend_ack(&intake.store, tx, category, from.as_str(), ack_text)
+            .await?,
         Some(&tid),
     );
     ack.in_reply_to = envelope.message_id.clone();
@@ -361,7 +376,11 @@ async fn request(
     {
         let notice = intake.gateway_message(
             vec![to],
-            thread::subject(&id, &category.name, "Nouvelle demande"),
+            thread::subject(
+                &id,
+                &category.name,
+                if urgent { "URGENT" } else { "Nouvelle demande" },
+            ),
             text,
             Some(&tid),
         );
@@ -531,6 +550,13 @@ async fn reply(
             return Ok(Decision::Processed { thread: Some(tid) });
         }
     };
+    // Desk (issue 10): an expert's answer, #prendre, #clore or #annuler stops the deadline
+    // (a #transferer gives the new category the time left).
+    let transfer = matches!(&event, Event::Command(thread::Command::Transferer(_)));
+    if !transfer {
+        let cancelled = matches!(&event, Event::Command(thread::Command::Annuler));
+        crate::desk::hooks::stop_deadline(&intake.store, tx, &tid, role, cancelled, now).await?;
+    }
     let kind = match (&command, role) {
         // The final answer of `#clore` is an answer (stats count the first answer's time).
         (Some(c), _) if c.command == thread::Command::Clore && !text.trim().is_empty() => "answer",

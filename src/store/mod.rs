@@ -13,6 +13,7 @@
 //! the pool.
 
 mod audit;
+mod deadlines;
 mod directory;
 mod error;
 mod inbound;
@@ -38,6 +39,7 @@ use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
+pub use deadlines::ThreadDeadline;
 pub use directory::{DIRECTORY_BATCH, DirectoryEntry, DirectoryImport};
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};

@@ -78,10 +78,10 @@ make_ca() { # name, CN
     -days 7300 -subj "/O=Teleavis tests/CN=$2" -utf8 -config "$W/$1.cnf" -extensions v3_ca 2>/dev/null
 }
 
-# issue CA NAME CN EMAIL EXT [startdate enddate]
+# issue CA NAME CN EMAIL EXT [startdate enddate]; NEWKEY=… picks another key (rsa:1024, ec:FILE)
 issue() {
   local ca=$1 name=$2 cn=$3 email=$4 ext=$5 start=${6:-} end=${7:-}
-  openssl req -new -newkey rsa:2048 -nodes -keyout "users/$name.key" -out "$W/$name.csr" \
+  openssl req -new -newkey "${NEWKEY:-rsa:2048}" -nodes -keyout "users/$name.key" -out "$W/$name.csr" \
     -subj "/CN=${cn//\//\\/}" -utf8 -config "$W/$ca.cnf" 2>/dev/null
   local dates=(-days 3650)
   [ -n "$start" ] && dates=(-startdate "$start" -enddate "$end")
@@ -115,6 +115,14 @@ issue ca revoked   "10006666666/REVOQUE Marc"       revoque@cabinet.test       s
 issue ca expired   "10007777777/EXPIRE Luc"         expire@cabinet.test        smime 20200101000000Z 20210101000000Z
 issue ca nousage   "10008888888/SANSUSAGE Eva"      sansusage@cabinet.test     nousage
 issue other-ca otherca "10009999999/AUTRE Jean"     autre@cabinet.test         smime
+# Key sizes (smime.min_rsa_bits, weak_key): RSA-1024 and P-224 are refused, P-256 accepted; a
+# group certificate with a 1024-bit key must never be encrypted to.
+openssl ecparam -name prime256v1 -out "$W/p256.pem"
+openssl ecparam -name secp224r1 -out "$W/p224.pem"
+NEWKEY=rsa:1024 issue ca weak "10004444444/FAIBLE Paul" faible@cabinet.test smime
+NEWKEY=ec:$W/p256.pem issue ca ecgp "10003333333/COURBE Alice" courbe@cabinet.test smime
+NEWKEY=ec:$W/p224.pem issue ca ecweak "10002222222/PETITE Courbe" petite@cabinet.test smime
+NEWKEY=rsa:1024 issue ca infectioweak "Maladies infectieuses" infectio@hopital.test smime
 # Client certificate for IMAP AUTHENTICATE EXTERNAL and SMTP client-certificate login:
 # Dovecot takes the user name from the CN.
 issue ca imapclient "teleexpertise@hopital.test"   teleexpertise@hopital.test smime

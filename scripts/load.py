@@ -132,11 +132,18 @@ def pct(values, p):
 # composing (before any timing)
 
 
+def form_text():
+    with open(FORM, encoding="utf-8") as f:
+        return f.read()
+
+
 def compose_one(job):
     i, user, sender, pki, attachment, runid = job
     mid = f"<load.{runid}.{i:05d}@cabinet.test>"
     cmd = [sys.executable, MAILTOOL, "compose", "--from", sender, "--to", TO,
-           "--subject", f"Demande d'avis ({i})", "--body-file", FORM,
+           # Each signed text differs: the same text signed by the same key in the same second
+           # is one message to the gateway (a replay, counted once).
+           "--subject", f"Demande d'avis ({i})", "--body", form_text() + f"\n-- \nDemande {i}\n",
            "--sign", f"{pki}/users/{user}.crt", f"{pki}/users/{user}.key",
            "--encrypt-to", f"{pki}/users/gateway.crt", "--message-id", mid]
     if attachment:

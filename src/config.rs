@@ -272,6 +272,10 @@ pub struct SmimeSettings {
     pub encrypt_outgoing: EncryptOutgoing,
     #[serde(default = "default_cipher")]
     pub cipher: Cipher,
+    /// Signer and recipient RSA keys shorter than this are refused (`weak_key`); EC keys
+    /// need 256 bits.
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +295,9 @@ fn default_encrypt_outgoing() -> EncryptOutgoing {
 }
 fn default_cipher() -> Cipher {
     Cipher::Aes256Gcm
+}
+fn default_min_rsa_bits() -> u32 {
+    2048
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,28 +406,11 @@ pub struct CategorySettings {
     pub fields: Vec<FieldSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldSettings {
-    pub key: String,
-    pub label: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    #[serde(default)]
-    pub required: bool,
-    #[serde(default = "default_kind")]
-    pub kind: String,
-    /// Allowed values when `kind = "choice"`.
-    #[serde(default)]
-    pub choices: Vec<String>,
-}
+/// A category's own form field as configured; the `form` module compiles it into its template.
+pub use crate::form::FieldSettings;
 
 fn default_deadline_hours() -> u32 {
     48
-}
-
-fn default_kind() -> String {
-    "text".into()
 }
 
 /// Where a configuration problem is: which file, which key, what is wrong.
@@ -816,6 +806,12 @@ impl Settings {
         if m.require_crl && m.crl_dir.is_none() {
             p("smime.crl_dir", "required with require_crl = true".into());
         }
+        if !(1024..=16384).contains(&m.min_rsa_bits) {
+            p(
+                "smime.min_rsa_bits",
+                format!("{} is not between 1024 and 16384", m.min_rsa_bits),
+            );
+        }
 
         let o = &self.outbox;
         if o.min_backoff_seconds == 0 || o.min_backoff_seconds > o.max_backoff_seconds {
@@ -900,6 +896,19 @@ impl Settings {
                 "directory.expert_professions",
                 "empty: nobody could answer".into(),
             );
+        }
+        // The same compilation the daemon does at start: a form template it would reject
+        // (duplicate keys or labels…) fails here.
+        for problem in crate::catalogue::Catalogue::compile(self).1 {
+            let prefix = format!("{}[", problem.key);
+            // A field already reported above (its kind, its choices) is not reported twice.
+            if !out.iter().any(|q| q.key.starts_with(&prefix)) {
+                out.push(Problem {
+                    file: file.to_path_buf(),
+                    key: problem.key,
+                    message: problem.message,
+                });
+            }
         }
         out
     }

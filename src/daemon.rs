@@ -13,7 +13,7 @@ use crate::intake::{Fetched, Intake};
 use crate::mail::imap::{IdleOutcome, ImapClient};
 use crate::outbox::Worker;
 use crate::smime::SmimeEngine;
-use crate::store::Store;
+use crate::store::{Store, redact_url};
 
 /// Plain logs for a terminal, JSON on request; `RUST_LOG` wins over the configured level.
 pub fn init_logging(log: &LogSettings) {
@@ -29,19 +29,21 @@ pub fn init_logging(log: &LogSettings) {
     };
 }
 
-pub async fn open(settings: &Settings) -> anyhow::Result<(Store, Arc<SmimeEngine>)> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections)
+/// The database, connected and migrated: the one way `run` and the command line open it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let url = &settings.database.url;
+    let store = Store::connect(url, settings.database.max_connections)
         .await
-        .with_context(|| {
-            format!(
-                "opening the database {}",
-                redact_url(&settings.database.url)
-            )
-        })?;
+        .with_context(|| format!("opening the database {}", redact_url(url)))?;
     store
         .migrate()
         .await
         .context("applying database migrations")?;
+    Ok(store)
+}
+
+pub async fn open(settings: &Settings) -> anyhow::Result<(Store, Arc<SmimeEngine>)> {
+    let store = open_store(settings).await?;
     let smime =
         SmimeEngine::load(&settings.smime).context("loading S/MIME certificates and keys")?;
     Ok((store, Arc::new(smime)))
@@ -267,7 +269,7 @@ async fn session(
                 }
                 Err(e) => return Err(e.into()),
             };
-            if fault_injected("abort-after-commit") {
+            if crate::faults::injected("abort-after-commit") {
                 // The reliability tests crash the daemon exactly between COMMIT and MOVE.
                 tracing::error!("TELEAVIS_FAULT=abort-after-commit: aborting");
                 std::process::abort();
@@ -307,21 +309,4 @@ async fn housekeeping(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-/// The database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Fault injection for the reliability tests (`TELEAVIS_FAULT=<point>`); never set in service.
-fn fault_injected(point: &str) -> bool {
-    std::env::var("TELEAVIS_FAULT").is_ok_and(|v| v == point)
 }

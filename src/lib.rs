@@ -4,11 +4,13 @@
 //! over one incoming message; `mail`, `smime`, `store` and `outbox` are the edges.
 
 pub mod address;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desk;
 pub mod directory;
+pub mod faults;
 pub mod form;
 pub mod intake;
 pub mod mail;

@@ -42,13 +42,13 @@ fn idle_thread_is_closed_with_a_compte_rendu() {
         let store = gw.store().await;
         let smime = Arc::new(teleavis::smime::SmimeEngine::load(&settings.smime).unwrap());
         let intake = teleavis::intake::Intake::new(settings.clone(), store, smime);
-        teleavis::intake::workflow::auto_close(&intake, chrono::Utc::now())
+        teleavis::intake::autoclose::auto_close(&intake, chrono::Utc::now())
             .await
             .unwrap();
         assert_eq!(gw.threads()[0]["status"], "nouvelle");
         // Eight days later, seen from now (so the mail it queues is due at once).
         let cutoff = chrono::Utc::now() + chrono::Duration::days(1);
-        teleavis::intake::workflow::close_idle_since(&intake, cutoff, chrono::Utc::now())
+        teleavis::intake::autoclose::close_idle_since(&intake, cutoff, chrono::Utc::now())
             .await
             .unwrap();
     });

@@ -133,3 +133,26 @@ fn missing_file_and_usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/from-env.toml"));
 }
+
+#[test]
+fn a_form_template_the_daemon_would_refuse_fails_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bad_config(dir.path());
+    // Two fields of the category answer to the same label: every request of it would fail.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[[category.fields]]\nkey = \"terrain\"\nlabel = \"Terrain\"\n\
+         [[category.fields]]\nkey = \"antecedents\"\nlabel = \"terrain\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let out = teleavis(&["--config", cfg_s, "check-config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("{cfg_s}: category[0].fields: "))
+                && l.contains("already used")),
+        "{err}"
+    );
+}

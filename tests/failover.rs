@@ -22,7 +22,8 @@ fn request(n: usize) -> Vec<u8> {
         "teleexpertise+infectio@hopital.test",
         "gateway",
         &format!("Demande {n}"),
-        &form,
+        // a distinct signed text: the same one signed in the same second is a replay
+        &format!("{form}\n-- \nDemande {n}\n"),
         &[],
     )
 }

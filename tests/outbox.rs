@@ -40,9 +40,16 @@ fn enqueue(gw: &Gateway, to: &str) -> (i64, String) {
             text: "Bonjour".into(),
             attachments: vec![],
         };
-        let r = teleavis::outbox::enqueue(&store, &mut tx, &settings, "notice", &m, Utc::now())
-            .await
-            .unwrap();
+        let r = teleavis::outbox::enqueue(
+            &store,
+            &mut tx,
+            &settings,
+            teleavis::store::OutboxKind::Notice,
+            &m,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         r
     })

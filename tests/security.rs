@@ -8,7 +8,7 @@ mod common;
 #[path = "common/gateway.rs"]
 mod gateway;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,12 +66,14 @@ impl Default for Make<'_> {
     }
 }
 
+/// A request whose signed text names its case: the same text signed by the same key in the
+/// same second has the same signature, so without it two cases would be one message (a replay).
 fn make(case: &str, m: Make<'_>) -> Vec<u8> {
+    let body = format!("{}\n-- \nRéf. {case}\n", case1());
     let from = m
         .from
         .map(str::to_string)
         .unwrap_or_else(|| user_email(m.signer.expect("a From or a signer")));
-    let body = case1();
     let subject = format!("Demande d'avis ({case})");
     let message_id = mid(case);
     let (c, k) = m.signer.map(|s| (cert(s), key(s))).unzip();
@@ -1166,23 +1168,31 @@ fn only_authenticated_senders_are_told_and_the_admin_is_alerted() {
 // ------------------------------------------------------------------------------------------
 // 4 and 5. Reprocess after the cause is fixed; untrusted signers teach no certificate.
 
-/// Points the gateway's trust anchors at a private copy of the PKI's trust folder: the PKI is
-/// shared by the tests of this process, and adding an anchor must not change the others.
-fn private_trust_folder(gw: &Gateway) -> PathBuf {
-    let trust = gw.dir.path().join("trust");
-    std::fs::create_dir_all(&trust).unwrap();
-    for e in std::fs::read_dir(pki().join("trust")).unwrap().flatten() {
-        std::fs::copy(e.path(), trust.join(e.file_name())).unwrap();
-    }
+/// Points the gateway's `key` folder (`trust_anchors`, `recipients_dir`) at a private copy of
+/// the PKI's `folder`, filled by `fill`: the PKI is shared by the tests of this process, and
+/// changing a file there must not change the others.
+fn private_folder(gw: &Gateway, key: &str, folder: &str, fill: impl FnOnce(&Path)) -> PathBuf {
+    let dir = gw.dir.path().join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    fill(&dir);
     let text = std::fs::read_to_string(&gw.config).unwrap();
-    let line = format!("trust_anchors = \"{}/trust\"", pki().display());
+    let line = format!("{key} = \"{}/{folder}\"", pki().display());
     assert!(text.contains(&line), "no {line} in the configuration");
     std::fs::write(
         &gw.config,
-        text.replace(&line, &format!("trust_anchors = \"{}\"", trust.display())),
+        text.replace(&line, &format!("{key} = \"{}\"", dir.display())),
     )
     .unwrap();
-    trust
+    dir
+}
+
+/// A private copy of the trust anchors, so that a test may add one.
+fn private_trust_folder(gw: &Gateway) -> PathBuf {
+    private_folder(gw, "trust_anchors", "trust", |dir| {
+        for e in std::fs::read_dir(pki().join("trust")).unwrap().flatten() {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    })
 }
 
 #[test]
@@ -1347,4 +1357,365 @@ fn outgoing_cbc_is_enveloped_data() {
 #[test]
 fn outgoing_gcm_is_auth_enveloped_data() {
     outgoing_cipher("aes-256-gcm", "authEnveloped-data");
+}
+
+// ------------------------------------------------------------------------------------------
+// 7. Issue 7: the author is the innermost signer; replays are duplicates; weak keys.
+
+/// A private recipients folder with the group and admin certificates, so that a test may swap
+/// one.
+fn private_recipients_folder(gw: &Gateway) -> PathBuf {
+    private_folder(gw, "recipients_dir", "recipients", |dir| {
+        for name in ["infectio", "pneumo", "admin"] {
+            std::fs::copy(user_cert(name), dir.join(format!("{name}.pem"))).unwrap();
+        }
+    })
+}
+
+/// The text of every alert in the admin's INBOX, decrypted.
+fn admin_texts(mail: &MailSystem) -> Vec<String> {
+    mail.fetch(ADMIN, "INBOX")
+        .iter()
+        .map(|m| {
+            open_as("admin", m)["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+fn wait_outbox_drained(gw: &Gateway) {
+    gw.wait_until("the outbox drained", T, || {
+        let pending = rt().block_on(async {
+            gw.store()
+                .await
+                .outbox_by_status(teleavis::store::OutboxStatus::Pending)
+                .await
+                .unwrap()
+        });
+        pending.is_empty().then_some(())
+    });
+}
+
+fn outbox_rows(gw: &Gateway) -> i64 {
+    rt().block_on(async {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(gw.store().await.pool())
+            .await
+            .unwrap()
+    })
+}
+
+/// The details of the audit rows with this action, oldest first.
+fn audit_details(gw: &Gateway, action: &str) -> Vec<Value> {
+    rt().block_on(async {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT details FROM audit WHERE action = $1 ORDER BY id")
+                .bind(action)
+                .fetch_all(gw.store().await.pool())
+                .await
+                .unwrap();
+        rows.iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    })
+}
+
+/// `raw` with its Message-ID and Date replaced: what a replay attacker changes.
+fn replayed(raw: &[u8], old_mid: &str, new_mid: &str) -> Vec<u8> {
+    let raw = rewrite_header(
+        raw,
+        &format!("Message-ID: {old_mid}"),
+        &format!("Message-ID: {new_mid}"),
+    );
+    let date = header_values(&raw, "Date").remove(0);
+    rewrite_header(
+        &raw,
+        &format!("Date: {date}"),
+        "Date: Sat, 28 Nov 2026 09:30:00 +0000",
+    )
+}
+
+#[test]
+fn the_author_is_the_innermost_signer_and_weak_keys_are_refused() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    let recipients = private_recipients_folder(&gw);
+    gw.start();
+    let (gp, bua, faible) = (user_email("gp"), user_email("gp2"), user_email("weak"));
+    let (gp_cert, gp_key) = (cert("gp"), key("gp"));
+    let accepted = [
+        (
+            "triple_wrap_same_signer",
+            make(
+                "triple_wrap_same_signer",
+                Make {
+                    extra: &["--order", "sign-encrypt-sign", "--opaque"],
+                    ..Make::default()
+                },
+            ),
+        ),
+        ("rsa_2048", make("rsa_2048", Make::default())),
+        (
+            "p256",
+            make(
+                "p256",
+                Make {
+                    signer: Some("ecgp"),
+                    ..Make::default()
+                },
+            ),
+        ),
+    ];
+    // Dr Bua's signed request, encrypted and re-signed by Dr Martin, sent as his own.
+    let surreptitious = make(
+        "surreptitious_forwarding",
+        Make {
+            signer: Some("gp2"),
+            from: Some(&gp),
+            extra: &[
+                "--order",
+                "sign-encrypt-sign",
+                "--outer-sign",
+                &gp_cert,
+                &gp_key,
+            ],
+            ..Make::default()
+        },
+    );
+    let weak = make(
+        "rsa_1024",
+        Make {
+            signer: Some("weak"),
+            ..Make::default()
+        },
+    );
+    send(&mail, &surreptitious);
+    send(&mail, &weak);
+    for (_, raw) in &accepted {
+        send(&mail, raw);
+    }
+    for (name, _) in &accepted {
+        let row = wait_outcome(&gw, &mid(name));
+        assert_eq!(
+            (row.outcome.as_str(), row.reason.as_deref()),
+            ("processed", None),
+            "{name}: {row:?}\n{}",
+            gw.log()
+        );
+    }
+    let row = wait_outcome(&gw, &mid("surreptitious_forwarding"));
+    assert_eq!(
+        row.reason.as_deref(),
+        Some("from_mismatch"),
+        "{row:?}\n{}",
+        gw.log()
+    );
+    let detail = row.detail.unwrap_or_default();
+    assert!(
+        detail.contains(&gp) && detail.contains(&bua),
+        "both addresses in the detail: {detail}"
+    );
+    let row = wait_outcome(&gw, &mid("rsa_1024"));
+    assert_eq!(row.reason.as_deref(), Some("weak_key"), "{row:?}");
+    assert!(
+        row.detail.unwrap_or_default().contains("1024 bits"),
+        "the key size is named"
+    );
+    // The operator reads the code and its French explanation.
+    let show = gw.cli(&["quarantine", "show", &row.id.to_string()]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{show:?}");
+    assert!(
+        shown.contains("weak_key") && shown.contains("trop courte"),
+        "{shown}"
+    );
+
+    // One thread, acknowledgement and forward per accepted request; none for the others.
+    let threads = gw.threads();
+    let mut requesters: Vec<String> = threads
+        .iter()
+        .map(|t| t["requester"].as_str().unwrap().to_lowercase())
+        .collect();
+    requesters.sort();
+    assert_eq!(
+        requesters,
+        ["courbe@cabinet.test", gp.as_str(), gp.as_str()]
+    );
+    assert!(mail.wait_for_count(INFECTIO, "INBOX", 3, T), "{}", gw.log());
+    assert!(mail.wait_for_count(&gp, "INBOX", 2, T), "{}", gw.log());
+    assert!(mail.wait_for_count("courbe@cabinet.test", "INBOX", 1, T));
+    // The P-256 requérant reads an acknowledgement encrypted to its EC key.
+    check_ack(
+        "ecgp",
+        &mail.fetch("courbe@cabinet.test", "INBOX")[0],
+        "P-256 ack",
+    );
+    // The admin hears about both refusals, with their codes.
+    assert!(mail.wait_for_count(ADMIN, "INBOX", 2, T), "{}", gw.log());
+    let mut alerted: Vec<String> = admin_texts(&mail)
+        .into_iter()
+        .filter_map(|t| {
+            ["from_mismatch", "weak_key"]
+                .into_iter()
+                .find(|c| t.contains(&format!("Motif : {c}")))
+                .map(str::to_string)
+        })
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, ["from_mismatch", "weak_key"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mail.count(INFECTIO, "INBOX"), 3, "nothing else forwarded");
+    assert_eq!(
+        mail.count(&gp, "INBOX"),
+        2,
+        "no notice for the forged author"
+    );
+    for addr in [bua.as_str(), faible.as_str()] {
+        assert_eq!(mail.count(addr, "INBOX"), 0, "nothing sent to {addr}");
+    }
+    assert_eq!(mail.count(GATEWAY, "Quarantaine"), 2);
+
+    // The group's certificate replaced by a 1024-bit one: the forward is held, never
+    // encrypted to it, and the admin told why; the GP's acknowledgement still goes out.
+    std::fs::copy(user_cert("infectioweak"), recipients.join("infectio.pem")).unwrap();
+    send(&mail, &make("weak_group_key", Make::default()));
+    let row = wait_outcome(&gw, &mid("weak_group_key"));
+    assert_eq!(row.outcome, "processed", "{row:?}");
+    assert!(mail.wait_for_count(&gp, "INBOX", 3, T), "{}", gw.log());
+    let held = gw.wait_until("the forward held", T, || {
+        rt().block_on(async {
+            gw.store()
+                .await
+                .outbox_by_status(teleavis::store::OutboxStatus::Held)
+                .await
+                .unwrap()
+        })
+        .into_iter()
+        .find(|r| r.kind == "forward")
+    });
+    let why = held.last_error.unwrap_or_default();
+    assert!(
+        why.contains("weak_key") && why.contains(INFECTIO) && why.contains("1024"),
+        "{why}"
+    );
+    assert!(mail.wait_for_count(ADMIN, "INBOX", 3, T), "{}", gw.log());
+    let retained = admin_texts(&mail)
+        .into_iter()
+        .any(|t| t.contains("retenu") && t.contains("weak_key"));
+    assert!(retained, "the admin is told the forward is held and why");
+    assert_eq!(
+        mail.count(INFECTIO, "INBOX"),
+        3,
+        "nothing encrypted to the weak key"
+    );
+    gw.stop();
+}
+
+#[test]
+fn a_replayed_request_or_command_is_a_duplicate_and_does_nothing() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    gw.start();
+    let gp = user_email("gp");
+    let expert = user_email("expert");
+    let first = make("replay_first", Make::default());
+    send(&mail, &first);
+    let row = wait_outcome(&gw, &mid("replay_first"));
+    assert_eq!(row.outcome, "processed", "{row:?}\n{}", gw.log());
+    let tid = row.thread_id.clone().unwrap();
+    assert!(mail.wait_for_count(&gp, "INBOX", 1, T), "{}", gw.log());
+    assert!(mail.wait_for_count(INFECTIO, "INBOX", 1, T), "{}", gw.log());
+
+    // The same encrypted body under a new Message-ID and Date.
+    let copy = replayed(&first, &mid("replay_first"), &mid("replay_copy"));
+    assert_ne!(copy, first);
+    assert_eq!(split_message(&copy).1, split_message(&first).1);
+    send(&mail, &copy);
+    let dup = wait_outcome(&gw, &mid("replay_copy"));
+    assert_eq!(
+        (dup.outcome.as_str(), dup.thread_id.as_deref()),
+        ("duplicate", Some(tid.as_str())),
+        "{dup:?}\n{}",
+        gw.log()
+    );
+    assert!(dup.detail.unwrap_or_default().contains(&row.id.to_string()));
+    assert!(mail.wait_for_count(GATEWAY, "Traités", 2, T));
+    // One thread, one acknowledgement, one forward: the copy queued nothing.
+    wait_outbox_drained(&gw);
+    assert_eq!(outbox_rows(&gw), 2, "the ack and the forward only");
+    assert_eq!(gw.threads().len(), 1);
+    assert_eq!(mail.count(&gp, "INBOX"), 1, "one acknowledgement");
+    assert_eq!(mail.count(INFECTIO, "INBOX"), 1, "one forward");
+    let audit = audit_details(&gw, "inbound.duplicate");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (&audit[0]["of"], &audit[0]["by"]),
+        (&serde_json::json!(row.id), &serde_json::json!("signature"))
+    );
+
+    // The expert closes the thread; then the #clore is replayed.
+    let to = format!("teleexpertise+{}@hopital.test", tid.to_lowercase());
+    let subject = format!("RE: [{tid}] Nouvelle demande");
+    let clore = compose(&[
+        "--from",
+        &expert,
+        "--to",
+        &to,
+        "--subject",
+        &subject,
+        "--body",
+        "#clore\nPas d'antibiotique : surveillance simple.\n",
+        "--message-id",
+        &mid("clore_first"),
+        "--sign",
+        &cert("expert"),
+        &key("expert"),
+        "--encrypt-to",
+        &cert("gateway"),
+    ]);
+    mail.send_raw(&expert, &[to.as_str()], &clore);
+    let closed = wait_outcome(&gw, &mid("clore_first"));
+    assert_eq!(closed.outcome, "processed", "{closed:?}\n{}", gw.log());
+    // The compte-rendu reaches the GP and the group.
+    assert!(mail.wait_for_count(&gp, "INBOX", 2, T), "{}", gw.log());
+    assert!(mail.wait_for_count(INFECTIO, "INBOX", 2, T), "{}", gw.log());
+    wait_outbox_drained(&gw);
+    let queued = outbox_rows(&gw);
+    let counts = |who: &str| mail.count(who, "INBOX");
+    let before = (
+        counts(&gp),
+        counts(INFECTIO),
+        counts(&expert),
+        counts(ADMIN),
+    );
+
+    let clore_again = replayed(&clore, &mid("clore_first"), &mid("clore_copy"));
+    mail.send_raw(&expert, &[to.as_str()], &clore_again);
+    let dup = wait_outcome(&gw, &mid("clore_copy"));
+    assert_eq!(dup.outcome, "duplicate", "{dup:?}\n{}", gw.log());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        outbox_rows(&gw),
+        queued,
+        "nothing queued for the replayed #clore"
+    );
+    assert_eq!(
+        (
+            counts(&gp),
+            counts(INFECTIO),
+            counts(&expert),
+            counts(ADMIN)
+        ),
+        before,
+        "nothing sent (no closed-thread notice, no second compte-rendu)"
+    );
+    let threads = gw.threads();
+    assert_eq!(threads.len(), 1);
+    assert_eq!(threads[0]["status"], "terminee");
+    assert_eq!(audit_details(&gw, "inbound.duplicate").len(), 2);
+    assert_eq!(mail.count(GATEWAY, "Traités"), 4);
+    assert_eq!(mail.count(GATEWAY, "INBOX"), 0);
+    gw.stop();
 }

@@ -1275,9 +1275,10 @@ fn auto_replies_are_quarantined_and_answers_are_rate_limited() {
     );
     assert_eq!(status_of(&gw, &tid), "nouvelle");
 
-    // Seven `aide` mails within the hour: five answers at most.
-    for _ in 0..7 {
-        send_as(&mail, "gp", GATEWAY, "aide", "", &[]);
+    // Seven `aide` mails within the hour: five answers at most. Each text differs: the same
+    // text signed in the same second would be one message replayed (a duplicate).
+    for n in 0..7 {
+        send_as(&mail, "gp", GATEWAY, "aide", &format!("Envoi {n}"), &[]);
     }
     wait_handled(&mail, &gw, 8, 4);
     assert!(mail.wait_for_count(&gp(), "INBOX", 6, T), "{}", gw.log());

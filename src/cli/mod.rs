@@ -18,7 +18,6 @@ pub use stats::stats;
 pub use threads::{purge, report, threads_list, threads_show};
 
 use crate::config::Settings;
-use crate::store::Store;
 
 /// A usage mistake on the command line (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -47,21 +46,7 @@ impl Format {
     }
 }
 
-pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the database {}",
-                crate::daemon::redact_url(&settings.database.url)
-            )
-        })?;
-    store
-        .migrate()
-        .await
-        .context("applying database migrations")?;
-    Ok(store)
-}
+pub(crate) use crate::daemon::open_store;
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     open_store(settings).await?;

@@ -182,14 +182,20 @@ pub async fn report(
     format: Format,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let id = crate::thread::ThreadId::parse(id)
-        .map_err(|e| UsageError(e.to_string()))?
-        .to_string();
+    let tid = crate::thread::ThreadId::parse(id).map_err(|e| UsageError(e.to_string()))?;
+    let id = tid.to_string();
     let store = open_store(settings).await?;
-    if store.get_thread(&id).await?.is_none() {
+    let Some(thread) = store.thread(&tid).await? else {
         return Err(UsageError(format!("no thread {id}")).into());
-    }
-    let data = crate::intake::workflow::report_data(&store, settings, &id, Utc::now()).await?;
+    };
+    let messages = store.thread_messages(&id).await?;
+    let (catalogue, _) = crate::catalogue::Catalogue::compile(settings);
+    let network = &settings.gateway.network;
+    let mut data = crate::report::assemble(network, &catalogue, &thread, &messages, Utc::now());
+    // Directory (issue 10): names and specialties of the people in the compte-rendu.
+    let mut conn = store.pool().acquire().await?;
+    crate::directory::hooks::enrich_report(&store, &mut conn, &mut data).await?;
+    drop(conn);
     match format {
         Format::Text => {
             let text = crate::report::render_text(&data);

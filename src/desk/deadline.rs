@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::CategorySettings;
+use crate::catalogue::Category;
 use crate::form::{FieldValue, fold_label};
 
 /// The plus-tag of the urgent line of `category`: `infectio-urgent`.
@@ -26,10 +26,25 @@ pub fn is_urgent(tags: &[String], unlisted: &[FieldValue]) -> bool {
 
 /// The deadline of a request opened at `now`. An urgent request to a category without an
 /// urgent line gets the standard deadline.
-pub fn deadline(category: &CategorySettings, urgent: bool, now: DateTime<Utc>) -> DateTime<Utc> {
-    match (urgent, category.urgent_deadline_minutes) {
+pub fn deadline(category: &Category, urgent: bool, now: DateTime<Utc>) -> DateTime<Utc> {
+    due(
+        category.deadline_hours,
+        category.urgent_deadline_minutes,
+        urgent,
+        now,
+    )
+}
+
+/// The deadline from a category's two keys.
+pub fn due(
+    deadline_hours: u32,
+    urgent_deadline_minutes: Option<u32>,
+    urgent: bool,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match (urgent, urgent_deadline_minutes) {
         (true, Some(m)) => now + Duration::minutes(i64::from(m)),
-        _ => now + Duration::hours(i64::from(category.deadline_hours)),
+        _ => now + Duration::hours(i64::from(deadline_hours)),
     }
 }
 
@@ -47,6 +62,11 @@ pub fn french_time(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CategorySettings;
+
+    fn deadline(c: &CategorySettings, urgent: bool, now: DateTime<Utc>) -> DateTime<Utc> {
+        due(c.deadline_hours, c.urgent_deadline_minutes, urgent, now)
+    }
 
     fn fv(label: &str, value: &str) -> FieldValue {
         FieldValue {

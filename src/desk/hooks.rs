@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
 use crate::address::EmailAddress;
-use crate::config::{CategorySettings, Settings};
+use crate::catalogue::Category;
+use crate::config::Settings;
 use crate::store::Store;
 use crate::thread::Role;
 
@@ -16,7 +17,7 @@ pub async fn on_duty_notices(
     store: &Store,
     conn: &mut AnyConnection,
     settings: &Settings,
-    category: &CategorySettings,
+    category: &Category,
     tid: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(EmailAddress, String)>> {
@@ -51,19 +52,18 @@ pub async fn on_duty_notices(
     Ok(out)
 }
 
-/// Sets the deadline of a thread being opened and returns the acknowledgement with it
-/// stated, plus whether the request is urgent. `tags` are the plus-tags the request was sent
-/// to.
+/// Sets the deadline of a thread being opened and returns the line stating it (for the
+/// acknowledgement, after its `Catégorie :` line), plus whether the request is urgent. `tags`
+/// are the plus-tags the request was sent to.
 #[allow(clippy::too_many_arguments)]
 pub async fn open_deadline(
     store: &Store,
     conn: &mut AnyConnection,
     settings: &Settings,
-    category: &CategorySettings,
+    category: &Category,
     tid: &str,
     tags: &[String],
     unlisted: &[crate::form::FieldValue],
-    ack: String,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(String, bool)> {
     use super::deadline;
@@ -91,10 +91,7 @@ pub async fn open_deadline(
         if urgent { "Demande URGENTE. " } else { "" },
         deadline::french_time(due, tz)
     );
-    Ok((
-        crate::directory::hooks::insert_after_line(ack, "Catégorie : ", &line),
-        urgent,
-    ))
+    Ok((line, urgent))
 }
 
 /// Stops the thread's deadline when an expert (or the group) acts or the requérant cancels.
@@ -118,7 +115,7 @@ pub async fn roster_role(
     conn: &mut AnyConnection,
     role: Role,
     sender: &EmailAddress,
-    category: &CategorySettings,
+    category: &Category,
 ) -> anyhow::Result<Role> {
     if role != Role::Other {
         return Ok(role);

@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
-use crate::config::{CategorySettings, DirectorySettings, Settings};
+use crate::catalogue::Category;
+use crate::config::{DirectorySettings, Settings};
 use crate::report::ReportData;
 use crate::smime::SignerIdentity;
 use crate::store::Store;
@@ -146,7 +147,7 @@ async fn person(
 pub async fn amend_ack(
     store: &Store,
     conn: &mut AnyConnection,
-    category: &CategorySettings,
+    category: &Category,
     requester: &str,
     ack: String,
 ) -> anyhow::Result<String> {

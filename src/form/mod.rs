@@ -19,7 +19,7 @@ pub use html::html_to_text;
 pub use nir::{Nir, NirError, NirSex};
 pub use parse::parse_form;
 pub use request::{Patient, RequestForm, Sex};
-pub use template::{COMMON_KEYS, FieldKind, FieldSpec, FormError, FormTemplate};
+pub use template::{COMMON_KEYS, FieldKind, FieldSettings, FieldSpec, FormError, FormTemplate};
 
 /// One understood value. `value` is canonical for typed fields (`F`, `oui`, `23/01/1991`, the
 /// NIR grouped by spaces, a choice as configured) and as written otherwise.

@@ -3,9 +3,31 @@
 
 use std::collections::HashSet;
 
-use crate::config::FieldSettings;
+use serde::Deserialize;
 
 use super::fold::fold;
+
+/// A category's own field as written in the configuration (`[[category.fields]]`), before
+/// [`FormTemplate::for_category`] checks and compiles it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSettings {
+    pub key: String,
+    pub label: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Allowed values when `kind = "choice"`.
+    #[serde(default)]
+    pub choices: Vec<String>,
+}
+
+fn default_kind() -> String {
+    "text".into()
+}
 
 /// What a field holds, which decides how its value is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

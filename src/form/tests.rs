@@ -8,7 +8,6 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::*;
-use crate::config::FieldSettings;
 
 fn forms_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/forms")

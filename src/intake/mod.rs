@@ -1,30 +1,44 @@
-//! The intake pipeline over one incoming message, read top to bottom:
-//! store raw → dedupe → size → outer headers → loops and bounces → S/MIME unwrap and sender
-//! authentication → learn the signer's certificate → the téléexpertise workflow
-//! (`workflow.rs`: classify, parse the form, apply to the thread, enqueue outgoing mail).
-//! Everything one message causes is committed in ONE transaction, before the caller moves the
-//! message out of the inbox.
+//! The intake pipeline over one incoming message. `Intake::stages` is the list, in order:
+//! same Message-ID → size → headers → loops and bounces → sender → authentication →
+//! classification → the new request, the thread's transition, or help. Each stage is a
+//! function of its own module returning `Stage<_>`: the next stage's input, or the message's
+//! `Decision`. Everything one message causes is committed in ONE transaction, before the
+//! caller moves the message out of the inbox.
 
+pub mod authenticate;
+pub mod autoclose;
+pub mod autoreply;
 pub mod bounce;
+pub mod classify;
+pub mod content;
+pub mod effects;
 pub mod envelope;
 pub mod notices;
 pub mod reason;
-pub mod workflow;
+pub mod replay;
+pub mod reply;
+pub mod request;
+pub mod screen;
+pub mod stage;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
+pub use content::{Content, read_content};
 pub use envelope::Envelope;
 pub use reason::Reason;
+pub use screen::is_automatic;
 
+use crate::catalogue::Catalogue;
 use crate::config::Settings;
-use crate::mail::compose::Outgoing;
 use crate::smime::SmimeEngine;
-use crate::store::{InboundOutcome, NewInbound, Store, Tx};
+use crate::store::{InboundOutcome, InboundStatus, NewInbound, Store, Tx};
+use classify::Class;
+use stage::{MessageCtx, Stage, Stop};
 
 /// One message as fetched from the mailbox.
 #[derive(Clone)]
@@ -33,6 +47,16 @@ pub struct Fetched {
     pub uidvalidity: u32,
     pub uid: u32,
     pub raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("mailbox", &self.mailbox)
+            .field("uid", &self.uid)
+            .field("size", &self.raw.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a message went, once committed.
@@ -59,16 +83,46 @@ pub enum Outcome {
 }
 
 /// What the stages decide for a message.
+#[derive(Debug)]
 pub enum Decision {
-    Processed { thread: Option<String> },
-    Quarantined { reason: Reason, detail: String },
+    Processed {
+        thread: Option<String>,
+    },
+    Quarantined {
+        reason: Reason,
+        detail: String,
+    },
+    /// The same mail as inbound `of`, which was handled (in `thread`).
+    Duplicate {
+        of: i64,
+        thread: Option<String>,
+        same: SameAs,
+    },
+}
+
+/// What makes a message a copy of one already handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameAs {
+    /// The same Message-ID.
+    MessageId,
+    /// The same innermost signature: a replay with new outer headers.
+    Signature,
+}
+
+impl SameAs {
+    pub fn code(self) -> &'static str {
+        match self {
+            SameAs::MessageId => "message_id",
+            SameAs::Signature => "signature",
+        }
+    }
 }
 
 pub struct Intake {
     pub(crate) settings: Arc<Settings>,
     pub(crate) store: Store,
     pub(crate) smime: Arc<SmimeEngine>,
-    pub(crate) tz: chrono_tz::Tz,
+    pub(crate) catalogue: Catalogue,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -76,17 +130,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Intake {
+    /// `settings` passed `config::load_and_validate`, whose checks include compiling the
+    /// same catalogue: a category at fault there is left out here (and logged).
     pub fn new(settings: Arc<Settings>, store: Store, smime: Arc<SmimeEngine>) -> Intake {
-        let tz = settings
-            .gateway
-            .timezone
-            .parse()
-            .unwrap_or(chrono_tz::Europe::Paris);
+        let (catalogue, problems) = Catalogue::compile(&settings);
+        for p in problems {
+            warn!(key = %p.key, problem = %p.message, "category left out");
+        }
         Intake {
             settings,
             store,
             smime,
-            tz,
+            catalogue,
         }
     }
 
@@ -114,69 +169,87 @@ impl Intake {
             .store
             .insert_inbound(&mut tx, &new_inbound(&f, envelope.as_ref(), &sha, now))
             .await?;
-
-        // Same Message-ID, other bytes: the same mail delivered twice (two recipients, a resend).
-        if let Some(mid) = envelope.as_ref().and_then(|e| e.message_id.as_deref())
-            && let Some(prev) = self
-                .store
-                .find_inbound_by_message_id(mid)
-                .await?
-                .into_iter()
-                // Only a message that was handled counts: a forged copy sent first and
-                // quarantined must not silence the genuine one.
-                .find(|p| p.id != inbound_id && p.outcome == "processed")
-        {
-            let destination = self.processed_folder();
-            let detail = format!("same Message-ID as inbound {}", prev.id);
-            self.store
-                .set_inbound_outcome(
-                    &mut tx,
-                    inbound_id,
-                    &InboundOutcome {
-                        outcome: "duplicate",
-                        reason: None,
-                        detail: Some(&detail),
-                        thread_id: prev.thread_id.as_deref(),
-                        destination: Some(&destination),
-                    },
-                )
+        let span = message_span(inbound_id);
+        async {
+            let run = self.stages(&mut tx, inbound_id, &f.raw, envelope.as_ref(), true, now);
+            let decision = match run.await {
+                Ok(d) => d,
+                Err(e) if is_transient(&e) => return Err(e),
+                Err(e) => {
+                    // Not the database: a bug met this message. It must not block the mailbox.
+                    tx.rollback().await?;
+                    return self.quarantine_failure(&f, &format!("{e:#}")).await;
+                }
+            };
+            let handled = self
+                .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
                 .await?;
-            self.store
-                .append_audit(
-                    &mut tx,
-                    "intake",
-                    "inbound.duplicate",
-                    &format!("inbound:{inbound_id}"),
-                    &serde_json::json!({"of": prev.id}),
-                    now,
-                )
-                .await?;
-            tx.commit().await?;
-            info!(inbound_id, of = prev.id, "duplicate Message-ID");
-            return Ok(Handled {
-                inbound_id,
-                destination,
-                outcome: Outcome::Duplicate { of: prev.id },
-            });
+            tx.commit().await.context("committing the message")?;
+            Ok(handled)
         }
+        .instrument(span)
+        .await
+    }
 
-        let decision = match self
-            .process(&mut tx, inbound_id, &f.raw, envelope.as_ref(), now)
-            .await
-        {
-            Ok(d) => d,
-            Err(e) if is_transient(&e) => return Err(e),
-            Err(e) => {
-                // Not the database: a bug met this message. It must not block the mailbox.
-                tx.rollback().await?;
-                return self.quarantine_failure(&f, &format!("{e:#}")).await;
+    /// The stages, in order. Returns the decision; `Err` for the database or a bug.
+    async fn stages(
+        &self,
+        tx: &mut Tx,
+        inbound_id: i64,
+        raw: &[u8],
+        envelope: Option<&Envelope>,
+        fresh: bool,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Decision> {
+        let run = async {
+            if fresh {
+                screen::same_message_id(self, inbound_id, envelope).await?;
             }
+            screen::size(self, raw)?;
+            let envelope = screen::headers(envelope)?;
+            crate::faults::panic_on_subject(&envelope.subject);
+            let mut cx = MessageCtx {
+                tx,
+                inbound_id,
+                envelope,
+                now,
+            };
+            screen::automatic(self, &mut cx, raw).await?;
+            let from = screen::sender(self, envelope)?;
+            let msg = authenticate::sender(self, &mut cx, raw, &from).await?;
+            // From here on the sender is proven: checks of the authenticated message go here.
+            replay::check(self, &mut cx, &msg).await?;
+            // Directory (issue 10): the signer's RPPS against the national directory.
+            authenticate::directory_match(self, &mut cx, &msg).await?;
+            let decision = match classify::classify(self, cx.tx, envelope, now, &msg).await? {
+                Class::Help => request::help(self, &mut cx, &msg, None).await,
+                Class::NoCategory => {
+                    let why = "Votre message ne dit pas à quelle spécialité il s'adresse.";
+                    request::help(self, &mut cx, &msg, Some(why)).await
+                }
+                Class::NewRequest { category, previous } => {
+                    request::open(self, &mut cx, &msg, category, previous).await
+                }
+                Class::InThread(it) => reply::apply(self, &mut cx, &msg, *it).await,
+                Class::UnknownThread { token } => {
+                    let text = notices::unknown_thread(&self.settings, &token);
+                    let word = "Référence inconnue";
+                    autoreply::auto_reply(self, &mut cx, &msg.signer().email, word, text, None)
+                        .await?;
+                    stage::quarantine(
+                        Reason::UnknownThread,
+                        format!("token {token} names no thread"),
+                    )
+                }
+            }?;
+            replay::record(self, &mut cx, &msg, &decision).await?;
+            Ok(decision)
         };
-        let handled = self
-            .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
-            .await?;
-        tx.commit().await.context("committing the message")?;
-        Ok(handled)
+        let finished: Stage<Decision> = run.await;
+        match finished {
+            Ok(d) | Err(Stop::Decided(d)) => Ok(d),
+            Err(Stop::Failed(e)) => Err(e),
+        }
     }
 
     /// Stores a message the pipeline failed on (an error that is not the database's, or a
@@ -201,6 +274,7 @@ impl Intake {
         };
         let handled = self
             .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
+            .instrument(message_span(inbound_id))
             .await?;
         tx.commit().await?;
         Ok(handled)
@@ -216,24 +290,30 @@ impl Intake {
             .with_context(|| format!("no inbound message {inbound_id}"))?;
         let envelope = Envelope::parse(&row.raw);
         let mut tx = self.store.begin().await?;
-        self.store
-            .append_audit(
-                &mut tx,
-                "operator",
-                "inbound.reprocess",
-                &format!("inbound:{inbound_id}"),
-                &serde_json::json!({"previous_reason": row.meta.reason}),
-                now,
-            )
-            .await?;
-        let decision = self
-            .process(&mut tx, inbound_id, &row.raw, envelope.as_ref(), now)
-            .await?;
-        let handled = self
-            .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
-            .await?;
-        tx.commit().await?;
-        Ok(handled)
+        async {
+            let detail = serde_json::json!({"previous_reason": row.meta.reason});
+            let subject = format!("inbound:{inbound_id}");
+            self.store
+                .append_audit(
+                    &mut tx,
+                    "operator",
+                    "inbound.reprocess",
+                    &subject,
+                    &detail,
+                    now,
+                )
+                .await?;
+            let decision = self
+                .stages(&mut tx, inbound_id, &row.raw, envelope.as_ref(), false, now)
+                .await?;
+            let handled = self
+                .record(&mut tx, inbound_id, envelope.as_ref(), decision, now)
+                .await?;
+            tx.commit().await?;
+            Ok(handled)
+        }
+        .instrument(message_span(inbound_id))
+        .await
     }
 
     pub async fn moved(&self, inbound_id: i64) -> anyhow::Result<()> {
@@ -245,104 +325,7 @@ impl Intake {
         self.settings.imap.processed_mailbox.clone()
     }
 
-    /// The stages. Returns a decision; `Err` only for database trouble.
-    async fn process(
-        &self,
-        tx: &mut Tx,
-        inbound_id: i64,
-        raw: &[u8],
-        envelope: Option<&Envelope>,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Decision> {
-        let quarantine =
-            |reason: Reason, detail: String| Ok(Decision::Quarantined { reason, detail });
-        if raw.len() as u64 > self.settings.limits.max_message_bytes {
-            return quarantine(
-                Reason::Oversized,
-                format!("{} bytes > limits.max_message_bytes", raw.len()),
-            );
-        }
-        let Some(envelope) = envelope else {
-            return quarantine(Reason::Malformed, "not an RFC 5322 message".into());
-        };
-        if let Ok(fault) = std::env::var("TELEAVIS_FAULT")
-            && let Some(marker) = fault.strip_prefix("panic-on-subject:")
-            && envelope.subject.contains(marker)
-        {
-            // Fault injection for the reliability tests: a bug meeting one message.
-            panic!("TELEAVIS_FAULT: injected panic");
-        }
-        if is_automatic(envelope) {
-            if let Some(b) = bounce::read(raw, self.settings.gateway.address.domain()) {
-                self.record_bounce(tx, inbound_id, &b, now).await?;
-            }
-            return quarantine(
-                Reason::Automatic,
-                "automatic message (RFC 3834 headers, bounce or list)".into(),
-            );
-        }
-        let Some(from) = envelope.from.clone() else {
-            return quarantine(Reason::Malformed, "no usable From address".into());
-        };
-        if from.base() == self.settings.gateway.address.base() {
-            return quarantine(Reason::Loop, "the gateway's own mail came back".into());
-        }
-        let authenticated = match self.smime.authenticate(raw, now) {
-            Ok(a) => a,
-            Err(rejection) => {
-                let reason = Reason::Smime(rejection.reason);
-                if rejection.sender_authenticated {
-                    // Safe to answer: the From address proved itself with a valid signature.
-                    // Its certificate is learned, so that the answer can be encrypted to it.
-                    if let Some(signer) = &rejection.signer {
-                        self.store
-                            .learn_certificate(
-                                tx,
-                                &signer.email,
-                                &signer.cert_der,
-                                signer.not_after,
-                                Some(inbound_id),
-                                now,
-                            )
-                            .await?;
-                    }
-                    let text = notices::rejected(&self.settings, reason, envelope);
-                    self.auto_reply(tx, &from, envelope, "Message refusé", text, None, now)
-                        .await?;
-                }
-                return quarantine(reason, rejection.detail);
-            }
-        };
-        let signer = &authenticated.signer;
-        self.store
-            .learn_certificate(
-                tx,
-                &signer.email,
-                &authenticated.signer.cert_der,
-                signer.not_after,
-                Some(inbound_id),
-                now,
-            )
-            .await?;
-        // Directory (issue 10): the certificate's RPPS against the national directory.
-        if let Some(detail) = crate::directory::hooks::check_signer(
-            &self.store,
-            tx,
-            &self.settings.directory,
-            signer,
-            inbound_id,
-            now,
-        )
-        .await?
-        {
-            let text = notices::rejected(&self.settings, Reason::DirectoryMismatch, envelope);
-            self.auto_reply(tx, &from, envelope, "Message refusé", text, None, now)
-                .await?;
-            return quarantine(Reason::DirectoryMismatch, detail);
-        }
-        workflow::apply(self, tx, inbound_id, envelope, &authenticated, now).await
-    }
-
+    /// Writes the decision: the inbound row's outcome, its audit entry, the admin's alert.
     async fn record(
         &self,
         tx: &mut Tx,
@@ -354,188 +337,86 @@ impl Intake {
         let from = envelope
             .and_then(|e| e.from.as_ref())
             .map(|a| a.to_string());
-        match decision {
+        let subject = format!("inbound:{inbound_id}");
+        let destination = match decision {
+            Decision::Quarantined { .. } => self.settings.imap.quarantine_mailbox.clone(),
+            _ => self.processed_folder(),
+        };
+        let same;
+        let (mut row, action, detail, outcome) = match &decision {
             Decision::Processed { thread } => {
-                let destination = self.processed_folder();
-                self.store
-                    .set_inbound_outcome(
-                        tx,
-                        inbound_id,
-                        &InboundOutcome {
-                            outcome: "processed",
-                            reason: None,
-                            detail: None,
-                            thread_id: thread.as_deref(),
-                            destination: Some(&destination),
-                        },
-                    )
-                    .await?;
-                self.store
-                    .append_audit(
-                        tx,
-                        "intake",
-                        "inbound.processed",
-                        &format!("inbound:{inbound_id}"),
-                        &serde_json::json!({"thread": thread, "from": from}),
-                        now,
-                    )
-                    .await?;
-                info!(inbound_id, thread = ?thread, "processed");
-                Ok(Handled {
-                    inbound_id,
-                    destination,
-                    outcome: Outcome::Processed { thread },
-                })
+                info!("processed");
+                let row = InboundOutcome {
+                    thread_id: thread.as_deref(),
+                    ..InboundOutcome::new(InboundStatus::Processed)
+                };
+                let detail = serde_json::json!({"thread": thread, "from": from});
+                let thread = thread.clone();
+                (
+                    row,
+                    "inbound.processed",
+                    detail,
+                    Outcome::Processed { thread },
+                )
             }
             Decision::Quarantined { reason, detail } => {
-                let destination = self.settings.imap.quarantine_mailbox.clone();
-                self.store
-                    .set_inbound_outcome(
-                        tx,
-                        inbound_id,
-                        &InboundOutcome {
-                            outcome: "quarantined",
-                            reason: Some(reason.code()),
-                            detail: Some(&detail),
-                            thread_id: None,
-                            destination: Some(&destination),
-                        },
-                    )
-                    .await?;
-                self.store
-                    .append_audit(
-                        tx,
-                        "intake",
-                        "inbound.quarantined",
-                        &format!("inbound:{inbound_id}"),
-                        &serde_json::json!({"reason": reason.code(), "from": from}),
-                        now,
-                    )
-                    .await?;
-                warn!(inbound_id, reason = reason.code(), %detail, "quarantined");
-                if reason != Reason::Automatic && reason != Reason::Loop {
-                    let text = notices::admin_quarantine(inbound_id, reason, &detail, envelope);
-                    let alert = self.gateway_message(
-                        vec![self.settings.gateway.admin_address.clone()],
-                        format!("[teleavis] Quarantaine : {}", reason.code()),
-                        text,
-                        None,
-                    );
-                    crate::outbox::enqueue(
-                        &self.store,
-                        tx,
-                        &self.settings,
-                        "admin_alert",
-                        &alert,
-                        now,
-                    )
-                    .await?;
-                }
-                Ok(Handled {
-                    inbound_id,
-                    destination,
-                    outcome: Outcome::Quarantined { reason },
-                })
+                warn!(reason = reason.code(), %detail, "quarantined");
+                let row = InboundOutcome {
+                    reason: Some(reason.code()),
+                    detail: Some(detail),
+                    ..InboundOutcome::new(InboundStatus::Quarantined)
+                };
+                let audit = serde_json::json!({"reason": reason.code(), "from": from});
+                let reason = *reason;
+                (
+                    row,
+                    "inbound.quarantined",
+                    audit,
+                    Outcome::Quarantined { reason },
+                )
             }
-        }
-    }
-
-    /// A bounce of the gateway's own mail: the outbox rows it names are failed after all, and
-    /// the admin is told (the bounce itself goes to quarantine as `automatic`).
-    async fn record_bounce(
-        &self,
-        tx: &mut Tx,
-        inbound_id: i64,
-        b: &bounce::Bounce,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        for mid in &b.message_ids {
-            let Some(row) = self.store.find_outbox_by_message_id(mid).await? else {
-                continue;
-            };
-            let reason = format!("bounced (inbound {inbound_id}): {}", b.diagnostic);
-            if !self.store.mark_bounced(tx, row.id, now, &reason).await?
-                || row.kind == "admin_alert"
-            {
-                continue;
+            Decision::Duplicate {
+                of,
+                thread,
+                same: by,
+            } => {
+                same = match by {
+                    SameAs::MessageId => format!("same Message-ID as inbound {of}"),
+                    SameAs::Signature => format!("same signature as inbound {of} (replayed copy)"),
+                };
+                let row = InboundOutcome {
+                    detail: Some(&same),
+                    thread_id: thread.as_deref(),
+                    ..InboundOutcome::new(InboundStatus::Duplicate)
+                };
+                let of = *of;
+                (
+                    row,
+                    "inbound.duplicate",
+                    serde_json::json!({"of": of, "by": by.code()}),
+                    Outcome::Duplicate { of },
+                )
             }
-            let text = format!(
-                "Un message de la passerelle est en échec : il a été refusé après son envoi.\n\n\
-                 Message-ID : {}\nType : {}\nFil : {}\nDestinataires : {}\nMotif : {}\n\n\
-                 L'avis de non-remise est en quarantaine : teleavis quarantine show {inbound_id}\n",
-                row.message_id,
-                row.kind,
-                row.thread_id.as_deref().unwrap_or("-"),
-                row.recipients.join(", "),
-                b.diagnostic,
-            );
-            let alert = self.gateway_message(
-                vec![self.settings.gateway.admin_address.clone()],
-                "[teleavis] Message en échec".into(),
-                text,
-                row.thread_id.as_deref(),
-            );
-            crate::outbox::enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// A message from the gateway, automatic (RFC 3834), with the thread headers when it has one.
-    pub(crate) fn gateway_message(
-        &self,
-        to: Vec<crate::address::EmailAddress>,
-        subject: String,
-        text: String,
-        thread: Option<&str>,
-    ) -> Outgoing {
-        let g = &self.settings.gateway;
-        Outgoing {
-            from_name: g.display_name.clone(),
-            from: g.address.clone(),
-            to,
-            reply_to: thread.map(|t| g.address.with_tag(&t.to_lowercase())),
-            subject,
-            thread: thread.map(str::to_string),
-            in_reply_to: None,
-            references: vec![],
-            automatic: true,
-            text,
-            attachments: vec![],
-        }
-    }
-
-    /// An automatic reply to a sender, within the per-sender rate limit (RFC 3834). Returns
-    /// whether it was queued.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn auto_reply(
-        &self,
-        tx: &mut Tx,
-        to: &crate::address::EmailAddress,
-        envelope: &Envelope,
-        word: &str,
-        text: String,
-        thread: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
-        let since = now - chrono::Duration::hours(1);
-        let sent = self.store.count_auto_replies_since(to, since).await?;
-        if sent >= i64::from(self.settings.gateway.auto_reply_per_hour) {
-            warn!(to = %to, "automatic reply suppressed by the rate limit");
-            return Ok(false);
-        }
-        let subject = match thread {
-            Some(t) => format!("[{t}] {word}"),
-            None => format!("Téléexpertise — {word}"),
         };
-        let mut m = self.gateway_message(vec![to.clone()], subject, text, thread);
-        if let Some(mid) = &envelope.message_id {
-            m.in_reply_to = Some(mid.clone());
-            m.references = vec![mid.clone()];
+        row.destination = Some(&destination);
+        self.store.set_inbound_outcome(tx, inbound_id, &row).await?;
+        self.store
+            .append_audit(tx, "intake", action, &subject, &detail, now)
+            .await?;
+        if let Decision::Quarantined { reason, detail } = &decision
+            && *reason != Reason::Automatic
+            && *reason != Reason::Loop
+        {
+            let text = notices::admin_quarantine(inbound_id, *reason, detail, envelope);
+            let what = format!("Quarantaine : {}", reason.code());
+            let s = &self.settings;
+            crate::outbox::alert_admin(&self.store, tx, s, &what, text, None, now).await?;
         }
-        self.store.record_auto_reply(tx, to, now).await?;
-        crate::outbox::enqueue(&self.store, tx, &self.settings, "notice", &m, now).await?;
-        Ok(true)
+        Ok(Handled {
+            inbound_id,
+            destination,
+            outcome,
+        })
     }
 
     /// Periodic work: auto-close idle threads, retry held messages whose certificates may now
@@ -545,8 +426,13 @@ impl Intake {
         if released > 0 {
             info!(released, "held messages queued again");
         }
-        workflow::auto_close(self, Utc::now()).await
+        autoclose::auto_close(self, Utc::now()).await
     }
+}
+
+/// The span every log line about one message carries: its inbound id, then its thread.
+fn message_span(inbound_id: i64) -> tracing::Span {
+    tracing::info_span!("message", inbound_id, thread = tracing::field::Empty)
 }
 
 fn new_inbound(
@@ -579,17 +465,5 @@ fn is_transient(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<sqlx::Error>(),
                 Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
             )
-    })
-}
-
-/// RFC 3834 and bounce detection on the outer headers.
-pub fn is_automatic(e: &Envelope) -> bool {
-    crate::thread::is_automatic(&crate::thread::AutoHeaders {
-        auto_submitted: e.auto_submitted.clone(),
-        precedence: e.precedence.clone(),
-        return_path: e.return_path.clone(),
-        from: e.from.clone(),
-        list_id: e.list_id,
-        x_autoreply: e.x_autoreply,
     })
 }

@@ -51,21 +51,21 @@ pub fn admin_quarantine(
     )
 }
 
-use crate::config::CategorySettings;
-use crate::form::{FormProblem, FormTemplate, RequestForm};
+use crate::catalogue::{Catalogue, Category};
+use crate::form::{FormProblem, RequestForm};
 use crate::smime::SignerIdentity;
-use crate::thread::{Notice, Status, ThreadId};
+use crate::thread::{Notice, Status, Thread, ThreadId};
 
 fn signature(s: &Settings) -> String {
     format!("-- \n{}\n{}\n", s.gateway.display_name, s.gateway.network)
 }
 
-fn category_address(s: &Settings, c: &CategorySettings) -> String {
+fn category_address(s: &Settings, c: &Category) -> String {
     s.gateway.address.with_tag(&c.id).to_string()
 }
 
 /// The list of categories, their addresses, response times and blank forms.
-pub fn help(s: &Settings, why: Option<&str>) -> String {
+pub fn help(s: &Settings, catalogue: &Catalogue, why: Option<&str>) -> String {
     let mut out = String::from("Bonjour,\n\n");
     if let Some(w) = why {
         out.push_str(w);
@@ -78,7 +78,7 @@ pub fn help(s: &Settings, why: Option<&str>) -> String {
          obligatoires). Joignez résultats, images ou PDF en pièces jointes.\n\n",
         s.gateway.network
     ));
-    for c in &s.categories {
+    for c in catalogue.iter() {
         out.push_str(&format!(
             "== {} ==\nAdresse : {}\n",
             c.name,
@@ -95,10 +95,8 @@ pub fn help(s: &Settings, why: Option<&str>) -> String {
         }
         // With its `Catégorie :` line: copied into a mail to the plain gateway address, the
         // form still reaches this category.
-        if let Ok(t) = FormTemplate::for_category(&c.fields) {
-            out.push('\n');
-            out.push_str(&t.blank_for(&c.name));
-        }
+        out.push('\n');
+        out.push_str(&c.template.blank_for(&c.name));
         out.push('\n');
     }
     out.push_str("Pour recevoir cette aide à nouveau : un message dont l'objet est « aide ».\n\n");
@@ -106,12 +104,7 @@ pub fn help(s: &Settings, why: Option<&str>) -> String {
     out
 }
 
-pub fn form_problems(
-    s: &Settings,
-    c: &CategorySettings,
-    problems: &[FormProblem],
-    filled: &str,
-) -> String {
+pub fn form_problems(s: &Settings, c: &Category, problems: &[FormProblem], filled: &str) -> String {
     let mut out = format!(
         "Bonjour,\n\nVotre demande de téléexpertise ({}) n'a pas été transmise, car le formulaire\n\
          est incomplet ou contient des erreurs :\n\n",
@@ -129,7 +122,7 @@ pub fn form_problems(
     out
 }
 
-pub fn ack(s: &Settings, id: &ThreadId, c: &CategorySettings, previous: Option<&str>) -> String {
+pub fn ack(s: &Settings, id: &ThreadId, c: &Category, previous: Option<&str>) -> String {
     let mut out = format!(
         "Bonjour,\n\nVotre demande de téléexpertise a bien été reçue et transmise.\n\n\
          Référence : {id}\nRéseau : {}\nCatégorie : {}\n",
@@ -174,7 +167,7 @@ message est la réponse finale et le compte-rendu est envoyé), #transferer <cat
 pub fn forward(
     s: &Settings,
     id: &ThreadId,
-    c: &CategorySettings,
+    c: &Category,
     request: &RequestForm,
     signer: &SignerIdentity,
     original: &str,
@@ -191,25 +184,29 @@ pub fn forward(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn transferred_forward(
     s: &Settings,
-    id: &ThreadId,
-    c: &CategorySettings,
-    request: &RequestForm,
-    requester: &str,
-    rpps: Option<&str>,
+    t: &Thread,
+    c: &Category,
     original: &str,
     author: &str,
 ) -> String {
+    let requester = t
+        .requester_name
+        .clone()
+        .unwrap_or_else(|| t.requester.to_string());
     format!(
-        "Demande de téléexpertise {id} transférée à la catégorie {} par {author}.\n\n\
+        "Demande de téléexpertise {} transférée à la catégorie {} par {author}.\n\n\
          Requérant : {requester}{}\n\n{}\n\
          ---------------------------------------------------------------\nMessage du requérant, tel que reçu :\n\n{}\n\n\
          ---------------------------------------------------------------\n{EXPERT_HELP}\n{}",
+        t.id,
         c.name,
-        rpps.map(|r| format!(" — RPPS {r}")).unwrap_or_default(),
-        request.display_for_reading().trim_end(),
+        t.requester_rpps
+            .as_deref()
+            .map(|r| format!(" — RPPS {r}"))
+            .unwrap_or_default(),
+        t.form.display_for_reading().trim_end(),
         original.trim(),
         signature(s)
     )
@@ -234,13 +231,7 @@ pub fn relay_to_group(s: &Settings, id: &ThreadId, author: &str, text: &str) -> 
     )
 }
 
-pub fn notice(
-    s: &Settings,
-    id: &ThreadId,
-    n: Notice,
-    author: &str,
-    c: &CategorySettings,
-) -> String {
+pub fn notice(s: &Settings, id: &ThreadId, n: Notice, author: &str, c: &Category) -> String {
     let what = match n {
         Notice::Taken => format!("La demande {id} est prise en charge par {author}."),
         Notice::Transferred => format!(
@@ -273,7 +264,7 @@ pub fn not_authorized(s: &Settings, id: &ThreadId) -> String {
     )
 }
 
-pub fn closed(s: &Settings, id: &ThreadId, status: Status, c: &CategorySettings) -> String {
+pub fn closed(s: &Settings, id: &ThreadId, status: Status, c: &Category) -> String {
     format!(
         "Bonjour,\n\nLa demande {id} est close ({}). Votre message n'a pas été transmis.\n\n\
          Pour un nouvel avis, envoyez une nouvelle demande à {} avec le formulaire complet et la\n\

@@ -15,7 +15,7 @@ use crate::config::{EncryptOutgoing, Settings};
 use crate::mail::compose::{self, Outgoing};
 use crate::mail::smtp::{SendError, SmtpSender};
 use crate::smime::SmimeEngine;
-use crate::store::{OutboxRow, Store, Tx};
+use crate::store::{OutboxKind, OutboxRow, Store, Tx};
 
 /// What happened to one claimed row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub async fn enqueue(
     store: &Store,
     tx: &mut Tx,
     settings: &Settings,
-    kind: &str,
+    kind: OutboxKind,
     message: &Outgoing,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(i64, String)> {
@@ -50,7 +50,7 @@ pub async fn enqueue(
             tx,
             &crate::store::NewOutgoing {
                 thread_id: message.thread.clone(),
-                kind: kind.to_string(),
+                kind,
                 envelope_from: settings.gateway.address.to_string(),
                 recipients,
             },
@@ -60,6 +60,48 @@ pub async fn enqueue(
         )
         .await?;
     Ok((built.id, built.message_id))
+}
+
+/// A message from the gateway, automatic (RFC 3834), with the thread headers (token
+/// `Reply-To`, `X-Teleavis-Thread`) when it is about one.
+pub fn gateway_message(
+    settings: &Settings,
+    to: Vec<EmailAddress>,
+    subject: String,
+    text: String,
+    thread: Option<&str>,
+) -> Outgoing {
+    let g = &settings.gateway;
+    Outgoing {
+        from_name: g.display_name.clone(),
+        from: g.address.clone(),
+        to,
+        reply_to: thread.map(|t| g.address.with_tag(&t.to_lowercase())),
+        subject,
+        thread: thread.map(str::to_string),
+        in_reply_to: None,
+        references: vec![],
+        automatic: true,
+        text,
+        attachments: vec![],
+    }
+}
+
+/// Queues the one alert to the administrator (`[teleavis] <what>`): quarantine, bounce, held
+/// or failed mail. `text` holds ids and reasons only, never a body.
+pub async fn alert_admin(
+    store: &Store,
+    tx: &mut Tx,
+    settings: &Settings,
+    what: &str,
+    text: String,
+    thread: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let to = vec![settings.gateway.admin_address.clone()];
+    let alert = gateway_message(settings, to, format!("[teleavis] {what}"), text, thread);
+    enqueue(store, tx, settings, OutboxKind::AdminAlert, &alert, now).await?;
+    Ok(())
 }
 
 pub struct Worker {
@@ -131,11 +173,20 @@ impl Worker {
         let policy = self.settings.smime.encrypt_outgoing;
         let mut certs = Vec::new();
         let mut missing = Vec::new();
+        // Recipients whose only certificates have weak keys (issue 7): never encrypted to, and
+        // not sent in the clear either, whatever the policy but `never`: held, with the reason.
+        let mut refused = Vec::new();
         for r in &row.recipients {
             match self.certificate_for(r).await {
-                Some(c) => certs.push(c),
-                None => missing.push(r.clone()),
+                Ok(Some(c)) => certs.push(c),
+                Ok(None) => missing.push(r.clone()),
+                Err(why) => refused.push(why),
             }
+        }
+        if policy != EncryptOutgoing::Never && !refused.is_empty() {
+            return Outcome::Held {
+                reason: refused.join("; "),
+            };
         }
         let encrypt = match policy {
             EncryptOutgoing::Never => false,
@@ -184,15 +235,16 @@ impl Worker {
         }
     }
 
-    async fn certificate_for(&self, recipient: &str) -> Option<X509> {
-        let addr = EmailAddress::parse(recipient).ok()?;
-        if let Ok(Some((der, _))) = self.store.recipient_certificate(&addr).await
-            && let Ok(c) = X509::from_der(&der)
-            && self.smime.certificate_is_usable(&c, Utc::now())
-        {
-            return Some(c);
-        }
-        self.smime.recipient_from_dir(&addr)
+    /// The certificate to encrypt to; `Err` names a refused (weak) one.
+    async fn certificate_for(&self, recipient: &str) -> Result<Option<X509>, String> {
+        let Ok(addr) = EmailAddress::parse(recipient) else {
+            return Ok(None);
+        };
+        let learned = match self.store.recipient_certificate(&addr).await {
+            Ok(Some((der, _))) => X509::from_der(&der).ok(),
+            _ => None,
+        };
+        self.smime.recipient_certificate(&addr, learned, Utc::now())
     }
 
     async fn record(
@@ -247,10 +299,9 @@ impl Worker {
         reason: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        if row.kind == "admin_alert" {
+        if row.kind == OutboxKind::AdminAlert {
             return Ok(());
         }
-        let g = &self.settings.gateway;
         let text = format!(
             "Un message de la passerelle est {what}.\n\n\
              Message-ID : {}\nType : {}\nFil : {}\nDestinataires : {}\nCréé le : {}\nTentatives : {}\nMotif : {reason}\n\n\
@@ -263,21 +314,9 @@ impl Worker {
             row.attempts,
             row.id,
         );
-        let alert = Outgoing {
-            from_name: g.display_name.clone(),
-            from: g.address.clone(),
-            to: vec![g.admin_address.clone()],
-            reply_to: None,
-            subject: format!("[teleavis] Message {what}"),
-            thread: row.thread_id.clone(),
-            in_reply_to: None,
-            references: vec![],
-            automatic: true,
-            text,
-            attachments: vec![],
-        };
-        enqueue(&self.store, tx, &self.settings, "admin_alert", &alert, now).await?;
-        Ok(())
+        let what = format!("Message {what}");
+        let thread = row.thread_id.as_deref();
+        alert_admin(&self.store, tx, &self.settings, &what, text, thread, now).await
     }
 }
 

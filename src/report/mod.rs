@@ -1,10 +1,11 @@
 //! The compte-rendu: the record of a téléexpertise, as text and as PDF.
 //!
-//! The caller fills a self-contained [`ReportData`] from the database; everything here is pure
+//! [`assemble`] fills a self-contained [`ReportData`] from a thread and its messages; the rest is pure
 //! (no I/O, the fonts are embedded in the binary). `content` decides *what* the record says
 //! (wording, dates in local time, R6316-4 CSP items), `text` and `pdf` only decide how it looks,
 //! so the mail body and the PDF can never disagree.
 
+mod assemble;
 mod content;
 mod font;
 mod pdf;
@@ -18,6 +19,7 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+pub use assemble::assemble;
 pub use pdf::render_pdf;
 pub use text::render_text;
 

@@ -5,14 +5,23 @@ use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
-use openssl::stack::{Stack, StackRef};
+use openssl::stack::Stack;
 use openssl::x509::{X509, X509Crl, X509Ref, store::X509StoreBuilderRef};
 
 use super::error::ssl_summary;
 
 unsafe extern "C" {
     // Present in libcrypto 1.1 and 3.x; not declared by openssl-sys.
-    fn CMS_get0_signers(cms: *mut openssl_sys::CMS_ContentInfo) -> *mut openssl_sys::stack_st_X509;
+    // STACK_OF(CMS_SignerInfo) and CMS_SignerInfo are opaque here: only passed back.
+    fn CMS_get0_SignerInfos(cms: *mut openssl_sys::CMS_ContentInfo) -> *mut std::ffi::c_void;
+    fn CMS_SignerInfo_get0_signature(si: *mut std::ffi::c_void) -> *mut openssl_sys::ASN1_STRING;
+    fn CMS_SignerInfo_get0_algs(
+        si: *mut std::ffi::c_void,
+        pk: *mut *mut openssl_sys::EVP_PKEY,
+        signer: *mut *mut openssl_sys::X509,
+        pdig: *mut *mut openssl_sys::X509_ALGOR,
+        psig: *mut *mut openssl_sys::X509_ALGOR,
+    );
     fn CMS_get1_certs(cms: *mut openssl_sys::CMS_ContentInfo) -> *mut openssl_sys::stack_st_X509;
     fn X509_STORE_add_crl(
         store: *mut openssl_sys::X509_STORE,
@@ -107,6 +116,8 @@ pub struct Verified {
     pub content: Vec<u8>,
     /// The certificates that made the signatures, one per SignerInfo.
     pub signers: Vec<X509>,
+    /// The signature value of each SignerInfo, in the order of `signers` (replay detection).
+    pub signatures: Vec<Vec<u8>>,
     /// Every certificate the message carried (intermediates for chain building).
     pub certs: Vec<X509>,
 }
@@ -124,17 +135,46 @@ pub fn verify_signed(der: &[u8], detached: Option<&[u8]>) -> Result<Verified, Si
         Some(d) => d.to_vec(),
         None => out,
     };
-    // SAFETY: `cms` is a valid CMS_ContentInfo. CMS_get0_signers returns a new stack whose
-    // certificates are borrowed from `cms` (set by CMS_verify above); we copy each with an
-    // owned reference (`to_owned` = X509_up_ref) and free only the stack container.
-    // CMS_get1_certs returns a stack we own with owned certificates (`Stack` frees both).
-    let (signers, certs) = unsafe {
+    // SAFETY: `cms` is a valid CMS_ContentInfo whose SignerInfos all got their signer
+    // certificate from CMS_verify above. The SignerInfo stack, each SignerInfo, its signer
+    // certificate and its signature value are borrowed from `cms`: we only read them, copy each
+    // certificate with an owned reference (`to_owned` = X509_up_ref) and the signature bytes,
+    // and free nothing. CMS_get1_certs returns a stack we own (`Stack` frees it and its certs).
+    let (signers, signatures, certs) = unsafe {
         let mut signers = Vec::new();
-        let sp = CMS_get0_signers(cms.as_ptr());
-        if !sp.is_null() {
-            let stack = StackRef::<X509>::from_ptr(sp);
-            signers.extend(stack.iter().map(X509Ref::to_owned));
-            openssl_sys::OPENSSL_sk_free(sp.cast());
+        let mut signatures = Vec::new();
+        let infos = CMS_get0_SignerInfos(cms.as_ptr());
+        let n = if infos.is_null() {
+            0
+        } else {
+            openssl_sys::OPENSSL_sk_num(infos.cast())
+        };
+        for i in 0..n {
+            let si = openssl_sys::OPENSSL_sk_value(infos.cast(), i);
+            if si.is_null() {
+                continue;
+            }
+            let mut cert: *mut openssl_sys::X509 = std::ptr::null_mut();
+            CMS_SignerInfo_get0_algs(
+                si,
+                std::ptr::null_mut(),
+                &mut cert,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            let sig = CMS_SignerInfo_get0_signature(si);
+            if cert.is_null() || sig.is_null() {
+                continue;
+            }
+            let len = usize::try_from(openssl_sys::ASN1_STRING_length(sig)).unwrap_or(0);
+            let data = openssl_sys::ASN1_STRING_get0_data(sig);
+            let value = if data.is_null() || len == 0 {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(data, len).to_vec()
+            };
+            signers.push(X509Ref::from_ptr(cert).to_owned());
+            signatures.push(value);
         }
         let cp = CMS_get1_certs(cms.as_ptr());
         let certs = if cp.is_null() {
@@ -142,7 +182,7 @@ pub fn verify_signed(der: &[u8], detached: Option<&[u8]>) -> Result<Verified, Si
         } else {
             Stack::<X509>::from_ptr(cp).into_iter().collect()
         };
-        (signers, certs)
+        (signers, signatures, certs)
     };
     if signers.is_empty() {
         return Err(SigFailure::Malformed("signed data without a signer".into()));
@@ -150,6 +190,7 @@ pub fn verify_signed(der: &[u8], detached: Option<&[u8]>) -> Result<Verified, Si
     Ok(Verified {
         content,
         signers,
+        signatures,
         certs,
     })
 }

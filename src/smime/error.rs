@@ -18,12 +18,14 @@ pub enum RejectReason {
     Expired,
     Revoked,
     WrongUsage,
+    /// An RSA key below `smime.min_rsa_bits`, or an EC key below 256 bits.
+    WeakKey,
     FromMismatch,
     NotEncrypted,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Malformed,
         RejectReason::CannotDecrypt,
         RejectReason::Unsigned,
@@ -33,6 +35,7 @@ impl RejectReason {
         RejectReason::Expired,
         RejectReason::Revoked,
         RejectReason::WrongUsage,
+        RejectReason::WeakKey,
         RejectReason::FromMismatch,
         RejectReason::NotEncrypted,
     ];
@@ -44,6 +47,7 @@ impl RejectReason {
             RejectReason::Expired => "expired",
             RejectReason::Revoked => "revoked",
             RejectReason::WrongUsage => "wrong_usage",
+            RejectReason::WeakKey => "weak_key",
             RejectReason::FromMismatch => "from_mismatch",
             RejectReason::BadSignature => "bad_signature",
             RejectReason::Tampered => "tampered",
@@ -80,10 +84,17 @@ impl RejectReason {
                  (usage « protection du courrier électronique » absent) : signez avec votre \
                  certificat de messagerie MSSanté."
             }
+            RejectReason::WeakKey => {
+                "La clé de votre certificat de signature est trop courte pour être sûre (en \
+                 dessous du minimum de la passerelle : 2048 bits en RSA par défaut, 256 bits en \
+                 courbe elliptique) : demandez un certificat MSSanté récent à votre autorité de \
+                 certification, puis renvoyez votre message."
+            }
             RejectReason::FromMismatch => {
                 "L'adresse de l'expéditeur ne correspond pas à l'adresse inscrite dans le \
-                 certificat de signature : envoyez le message depuis la boîte aux lettres à \
-                 laquelle votre certificat est rattaché."
+                 certificat qui a signé le contenu du message : envoyez le message depuis la \
+                 boîte aux lettres à laquelle votre certificat est rattaché, signé par vous ; un \
+                 message signé par un autre professionnel ne peut pas être réexpédié en votre nom."
             }
             RejectReason::BadSignature => {
                 "La signature de votre message est invalide ou ne peut pas être vérifiée : \

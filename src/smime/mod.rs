@@ -7,6 +7,7 @@
 mod certs;
 mod cms;
 mod error;
+mod keys;
 mod mime;
 mod protect;
 mod unwrap;
@@ -45,13 +46,28 @@ pub struct SignerIdentity {
 
 /// An incoming message whose author is established. Only `content` and `signer` are
 /// authenticated: the outer headers (Subject, To, Date…) are not covered by S/MIME signatures.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// The innermost MIME entity: its own headers (Content-Type…) and body, CRLF.
     pub content: Vec<u8>,
     pub signer: SignerIdentity,
     /// Some layer was encrypted to one of the gateway keys.
     pub encrypted: bool,
+    /// Identifies the author's signature (the innermost one, over the content): SHA-256, hex,
+    /// of the signer certificate and the signature value. A copy of the message with new
+    /// outer headers or re-encrypted carries the same signature, hence the same digest.
+    pub signature_digest: String,
+}
+
+impl std::fmt::Debug for Authenticated {
+    /// The content is patient data: only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("signer", &self.signer)
+            .field("encrypted", &self.encrypted)
+            .field("content_size", &self.content.len())
+            .finish()
+    }
 }
 
 /// The gateway's S/MIME keys, trust anchors and CRLs. Shared by the intake and the outbox.
@@ -67,6 +83,7 @@ pub struct SmimeEngine {
     require_encryption: bool,
     recipients_dir: Option<PathBuf>,
     cipher: Cipher,
+    min_rsa_bits: u32,
 }
 
 impl SmimeEngine {
@@ -121,6 +138,7 @@ impl SmimeEngine {
             require_encryption: settings.require_encryption,
             recipients_dir: settings.recipients_dir.clone(),
             cipher: settings.cipher,
+            min_rsa_bits: settings.min_rsa_bits,
         };
         let own = &engine.identity;
         if let Err((reason, detail)) =
@@ -211,7 +229,8 @@ impl SmimeEngine {
             crls: &guard.crls,
             require_crl: self.require_crl,
         };
-        view.check(cert, untrusted, now, usage)
+        view.check(cert, untrusted, now, usage)?;
+        keys::check_strength(cert, self.min_rsa_bits).map_err(|d| (RejectReason::WeakKey, d))
     }
 
     /// Decides who `raw` is from, or why it is refused.
@@ -221,10 +240,11 @@ impl SmimeEngine {
     /// the gateway keys), in the order the layers are met from the outside in; then `Tampered`
     /// (a content digest does not match) or `BadSignature` (a signature is invalid or cannot
     /// be checked), also per layer; `Unsigned` (no signature layer at all); then, over all
-    /// signer certificates, the worst of `Untrusted` < `Expired` < `Revoked` < `WrongUsage`
-    /// (every signature layer must pass, not just the author's); `FromMismatch` (no signer's
-    /// address equals From; the innermost matching signer is the author); `NotEncrypted`
-    /// (with `sender_authenticated = true`).
+    /// signer certificates, the worst of `Untrusted` < `Expired` < `Revoked` < `WrongUsage` <
+    /// `WeakKey` (every signature layer must pass, not just the author's); `FromMismatch` (the
+    /// author, the signer of the innermost signed layer, is not From: outer signers never
+    /// author a message, so someone re-signing another doctor's signed content is refused);
+    /// `NotEncrypted` (with `sender_authenticated = true`).
     pub fn authenticate(&self, raw: &[u8], now: DateTime<Utc>) -> Result<Authenticated, Rejection> {
         let from = outer_from(raw)?;
         let unwrapped = unwrap_layers(raw, &self.keys)?;
@@ -239,12 +259,22 @@ impl SmimeEngine {
             })
             .flatten()
             .collect();
-        if signed.is_empty() {
+        // Layers are outermost first: the last signed one is over the content.
+        let innermost = unwrapped.layers.iter().rev().find_map(|l| match l {
+            Layer::Signed {
+                signers,
+                signatures,
+                ..
+            } => Some((signers, signatures)),
+            Layer::Encrypted { .. } => None,
+        });
+        let Some((inner_signers, inner_signatures)) = innermost.filter(|_| !signed.is_empty())
+        else {
             return Err(Rejection::new(
                 RejectReason::Unsigned,
                 "no S/MIME signature",
             ));
-        }
+        };
         let mut worst: Option<(RejectReason, String)> = None;
         for (cert, untrusted) in &signed {
             if let Err((reason, detail)) = self.check(cert, untrusted, now, Usage::Sign) {
@@ -257,37 +287,49 @@ impl SmimeEngine {
         if let Some((reason, detail)) = worst {
             return Err(Rejection::new(reason, detail));
         }
-        // `signed` is outermost first: the innermost signer matching From is the author.
-        let author = signed.iter().rev().find_map(|(cert, _)| {
-            certs::cert_emails(cert)
-                .into_iter()
-                .find(|e| e.base() == from.base())
-                .map(|e| (*cert, e))
-        });
-        let Some((cert, email)) = author else {
-            let signers: Vec<String> = signed
-                .iter()
-                .flat_map(|(c, _)| certs::cert_emails(c))
-                .map(|e| e.to_string())
-                .collect();
-            return Err(Rejection::new(
-                RejectReason::FromMismatch,
-                format!(
-                    "From {from} is not a signer address (signers: {})",
-                    signers.join(", ")
-                ),
-            ));
+        let author = inner_signers
+            .iter()
+            .zip(inner_signatures)
+            .find_map(|(cert, sig)| {
+                certs::cert_emails(cert)
+                    .into_iter()
+                    .find(|e| e.base() == from.base())
+                    .map(|e| (cert, sig, e))
+            });
+        let Some((cert, signature, email)) = author else {
+            let addresses = |certs: &mut dyn Iterator<Item = &X509>| {
+                let v: Vec<String> = certs
+                    .flat_map(|c| certs::cert_emails(c))
+                    .map(|e| e.to_string())
+                    .collect();
+                if v.is_empty() {
+                    "no address".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            let inner = addresses(&mut inner_signers.iter());
+            let outer_count = signed.len() - inner_signers.len();
+            let outer = addresses(&mut signed[..outer_count].iter().map(|(c, _)| *c));
+            let mut detail =
+                format!("From {from} is not the author: the content is signed by {inner}");
+            if outer_count > 0 {
+                detail.push_str(&format!(" (outer signature by {outer})"));
+            }
+            return Err(Rejection::new(RejectReason::FromMismatch, detail));
         };
         let common_name = certs::common_name(cert);
         let (rpps, display_name) = certs::parse_professional_cn(&common_name);
+        let cert_der = cert
+            .to_der()
+            .map_err(|e| Rejection::new(RejectReason::Malformed, error::ssl_summary(&e)))?;
+        let signature_digest = signature_digest(&cert_der, signature);
         let signer = SignerIdentity {
             email,
             common_name,
             display_name,
             rpps,
-            cert_der: cert
-                .to_der()
-                .map_err(|e| Rejection::new(RejectReason::Malformed, error::ssl_summary(&e)))?,
+            cert_der,
             not_after: certs::asn1_to_chrono(cert.not_after()).ok_or_else(|| {
                 Rejection::new(
                     RejectReason::Malformed,
@@ -309,6 +351,7 @@ impl SmimeEngine {
             content: unwrapped.content,
             signer,
             encrypted,
+            signature_digest,
         })
     }
 
@@ -328,6 +371,15 @@ impl SmimeEngine {
                     "encryption asked for but no recipient certificate given".into(),
                 ));
             }
+            // Callers choose recipients with `recipient_certificate`; this is the last guard.
+            for r in recipients {
+                keys::check_strength(r, self.min_rsa_bits).map_err(|d| {
+                    SmimeError::Message(format!(
+                        "recipient {}: weak_key: {d}",
+                        certs::name_summary(r)
+                    ))
+                })?;
+            }
             to.extend(recipients.iter().cloned());
             to.push(self.identity.key.cert.clone());
         }
@@ -346,21 +398,55 @@ impl SmimeEngine {
     /// A usable certificate for `address` from `recipients_dir` (PEM or DER under any file
     /// name, matched by the e-mail inside); the one valid longest when there are several.
     pub fn recipient_from_dir(&self, address: &EmailAddress) -> Option<X509> {
-        let dir = self.recipients_dir.as_ref()?;
-        let now = Utc::now();
-        certs::certs_in_dir(dir)
-            .into_iter()
-            .filter(|c| {
-                certs::cert_emails(c)
-                    .iter()
-                    .any(|e| e.base() == address.base())
-            })
-            .filter(|c| self.certificate_is_usable(c, now))
-            .max_by_key(|c| certs::asn1_to_chrono(c.not_after()))
+        self.recipient_certificate(address, None, Utc::now())
+            .ok()
+            .flatten()
+    }
+
+    /// The certificate to encrypt to for `address`: `learned` (from their signed mail) when it
+    /// is usable, else the usable one of `recipients_dir` valid longest. `Ok(None)` when none
+    /// is known; `Err` with the reason when the only candidates have weak keys, which are never
+    /// encrypted to (the caller holds the message and says why).
+    pub fn recipient_certificate(
+        &self,
+        address: &EmailAddress,
+        learned: Option<X509>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<X509>, String> {
+        let mut from_dir: Vec<X509> = match &self.recipients_dir {
+            Some(dir) => certs::certs_in_dir(dir)
+                .into_iter()
+                .filter(|c| {
+                    certs::cert_emails(c)
+                        .iter()
+                        .any(|e| e.base() == address.base())
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        from_dir.sort_by_key(|c| std::cmp::Reverse(certs::asn1_to_chrono(c.not_after())));
+        let mut weak = None;
+        for cert in learned.into_iter().chain(from_dir) {
+            match self.check(&cert, &[], now, Usage::Encrypt) {
+                Ok(()) => return Ok(Some(cert)),
+                Err((reason, detail)) => {
+                    tracing::info!(subject = %certs::name_summary(&cert), %reason, %detail, "certificate not usable");
+                    if reason == RejectReason::WeakKey {
+                        weak.get_or_insert(detail);
+                    }
+                }
+            }
+        }
+        match weak {
+            Some(detail) => Err(format!(
+                "the certificate of {address} is refused (weak_key: {detail}): never encrypted to"
+            )),
+            None => Ok(None),
+        }
     }
 
     /// True when `cert` may be encrypted to: chains to an anchor, valid at `now`, not revoked,
-    /// usable for e-mail protection. Used before learning a recipient certificate.
+    /// usable for e-mail protection, a strong enough key. Used before learning a certificate.
     pub fn certificate_is_usable(&self, cert: &X509, now: DateTime<Utc>) -> bool {
         match self.check(cert, &[], now, Usage::Encrypt) {
             Ok(()) => true,
@@ -370,6 +456,19 @@ impl SmimeEngine {
             }
         }
     }
+}
+
+/// The replay key of a signature: SHA-256 over a label, the signer certificate and the
+/// signature value (length-prefixed, so no two inputs share an encoding), lowercase hex.
+pub fn signature_digest(cert_der: &[u8], signature: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"teleavis signature v1\0");
+    for part in [cert_der, signature] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Position of a certificate-check reason in the precedence order.

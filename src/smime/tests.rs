@@ -54,6 +54,7 @@ fn settings(require_encryption: bool) -> SmimeSettings {
         require_encryption,
         encrypt_outgoing: EncryptOutgoing::Always,
         cipher: Cipher::Aes256Gcm,
+        min_rsa_bits: 2048,
     }
 }
 
@@ -636,6 +637,22 @@ fn recipients_and_usable_certificates() {
 
 const OUTGOING: &str = "From: =?utf-8?q?T=C3=A9l=C3=A9expertise?= <teleexpertise@hopital.test>\nTo: infectio@hopital.test\nSubject: [TE-2026-000042] Maladies infectieuses : Nouvelle demande\nDate: Fri, 27 Nov 2026 10:00:00 +0100\nMessage-ID: <te-2026-000042.1@hopital.test>\nReply-To: teleexpertise+te-2026-000042@hopital.test\nAuto-Submitted: auto-generated\nX-Teleavis-Thread: TE-2026-000042\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nDemande d'avis : fonction rénale 30-60\n";
 
+/// `openssl cms -decrypt` of `file` as PKI user `who`.
+fn openssl_decrypt(file: &Path, who: &str) -> Vec<u8> {
+    let (crt, key) = (user(who, "crt"), user(who, "key"));
+    let args = [
+        "cms",
+        "-decrypt",
+        "-in",
+        p(file),
+        "-recip",
+        p(&crt),
+        "-inkey",
+        p(&key),
+    ];
+    run("openssl", &args, b"")
+}
+
 fn write_tmp(dir: &tempfile::TempDir, bytes: &[u8]) -> PathBuf {
     let f = dir.path().join("msg.eml");
     std::fs::write(&f, bytes).unwrap();
@@ -679,20 +696,7 @@ fn protect_round_trips_through_openssl_python_and_ourselves() {
         let tmp = scratch();
         let file = write_tmp(&tmp, &out);
         for who in ["infectio", "gateway"] {
-            let signed = run(
-                "openssl",
-                &[
-                    "cms",
-                    "-decrypt",
-                    "-in",
-                    p(&file),
-                    "-recip",
-                    p(&user(who, "crt")),
-                    "-inkey",
-                    p(&user(who, "key")),
-                ],
-                b"",
-            );
+            let signed = openssl_decrypt(&file, who);
             let inner = run(
                 "openssl",
                 &["cms", "-verify", "-CAfile", p(&pki().join("ca.crt"))],
@@ -817,6 +821,7 @@ fn corpus_engine() -> SmimeEngine {
         require_encryption: false,
         encrypt_outgoing: EncryptOutgoing::Always,
         cipher: Cipher::Aes256Gcm,
+        min_rsa_bits: 2048,
     })
     .unwrap()
 }
@@ -828,7 +833,9 @@ fn corpus_expectation(name: &str) -> Result<&'static str, RejectReason> {
     } else if name == "alice.env.eml" {
         Err(RejectReason::Unsigned)
     } else if name.contains(".dave.") {
-        Ok("dave@example.com")
+        // Dave signed over Alice's signed message and sent it as his own: Alice, the
+        // innermost signer, is the author, and she is not From (surreptitious forwarding).
+        Err(RejectReason::FromMismatch)
     } else {
         Ok("alice@example.com")
     }
@@ -921,6 +928,14 @@ fn corpus_nested_signers_and_from() {
         })
         .collect();
     assert_eq!(signers, ["dave@example.com", "alice@example.com"]);
+    // As sent, From Dave: Dave's outer signature does not make him the author of Alice's text.
+    let r = e.authenticate(&raw, now).err().unwrap();
+    assert_eq!(r.reason, RejectReason::FromMismatch);
+    assert!(
+        r.detail.contains("dave@example.com") && r.detail.contains("alice@example.com"),
+        "both addresses: {}",
+        r.detail
+    );
     // Same message with From rewritten to Alice: Alice, the inner signer, is the author.
     let as_alice = replaced(&raw, "From: Dave@example.com", "From: Alice@example.com");
     assert_eq!(
@@ -1058,4 +1073,224 @@ fn elliptic_curve_keys_sign_and_decrypt() {
     assert_eq!(a.signer.email.as_str(), "alice-ec@example.com");
     assert!(a.encrypted);
     assert!(a.content.ends_with("fonction rénale 30-60\r\n".as_bytes()));
+}
+
+// ---- issue 7: the author is the innermost signer, replays share a digest, weak keys ----
+
+fn addr_of(who: &str) -> String {
+    std::fs::read_to_string(user(who, "email"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_author_is_the_innermost_signer() {
+    let enc = engine(true);
+    let plain = engine(false);
+    let bua = addr_of("gp2");
+    // Surreptitious forwarding: Dr Bua's signed request, re-signed and encrypted by Dr Martin
+    // and sent From Dr Martin. Every signature is valid; the author is Dr Bua.
+    let inner_bua = sign(CONTENT, "gp2", false, None);
+    for (name, raw, e) in [
+        (
+            "sign, encrypt, sign",
+            sign(
+                &encrypt(&inner_bua, &gw_crt(), true, None),
+                "gp",
+                true,
+                Some(GP),
+            ),
+            &enc,
+        ),
+        (
+            "signed twice",
+            sign(&inner_bua, "gp", false, Some(GP)),
+            &plain,
+        ),
+    ] {
+        let r = reject(e, &raw);
+        assert_eq!(r.reason, RejectReason::FromMismatch, "{name}: {r:?}");
+        assert!(
+            r.detail.contains(GP) && r.detail.contains(&bua),
+            "{name}: both addresses in {}",
+            r.detail
+        );
+        assert!(!r.sender_authenticated && r.signer.is_none(), "{name}");
+    }
+    // Triple wrap by the same person: Dr Martin is the author.
+    let triple = sign(
+        &encrypt(&sign(CONTENT, "gp", false, None), &gw_crt(), true, None),
+        "gp",
+        true,
+        Some(GP),
+    );
+    assert_gp(&enc.authenticate(&triple, Utc::now()).unwrap());
+    // An outer signature by someone else (a relay) is checked but authors nothing.
+    let relayed = sign(&sign(CONTENT, "gp", false, None), "gp2", true, Some(GP));
+    assert_gp(&plain.authenticate(&relayed, Utc::now()).unwrap());
+    let as_relay = sign(&sign(CONTENT, "gp", false, None), "gp2", true, Some(&bua));
+    assert_eq!(reason(&plain, &as_relay), RejectReason::FromMismatch);
+}
+
+#[test]
+fn a_replayed_signature_has_the_same_digest() {
+    let enc = engine(true);
+    let digest = |raw: &[u8]| enc.authenticate(raw, Utc::now()).unwrap().signature_digest;
+    let signed = sign(CONTENT, "gp", false, None);
+    let first = encrypt(&signed, &gw_crt(), true, Some(GP));
+    // The same signed entity encrypted again (other bytes, other outer headers), with CBC,
+    // or wrapped in another outer signature: the same author's signature.
+    let again = encrypt(&signed, &gw_crt(), false, Some(GP));
+    assert_ne!(first, again);
+    let rewrapped = sign(
+        &encrypt(&signed, &gw_crt(), true, None),
+        "gp",
+        true,
+        Some(GP),
+    );
+    let d = digest(&first);
+    assert_eq!(d.len(), 64, "{d}");
+    assert_eq!(digest(&again), d);
+    assert_eq!(digest(&rewrapped), d);
+    // Other content: another signature.
+    let other = [CONTENT, b"Deuxieme question\r\n"].concat();
+    let fresh = encrypt(&sign(&other, "gp", false, None), &gw_crt(), true, Some(GP));
+    assert_ne!(digest(&fresh), d);
+    // The digest covers the signer too.
+    assert_ne!(
+        signature_digest(b"cert a", b"sig"),
+        signature_digest(b"cert b", b"sig")
+    );
+    assert_ne!(signature_digest(b"ab", b"c"), signature_digest(b"a", b"bc"));
+}
+
+#[test]
+fn weak_signer_keys_are_refused_and_p256_accepted() {
+    let enc = engine(true);
+    let sealed = |who: &str| {
+        let from = addr_of(who);
+        encrypt(
+            &sign(CONTENT, who, false, None),
+            &gw_crt(),
+            true,
+            Some(&from),
+        )
+    };
+    let r = reject(&enc, &sealed("weak"));
+    assert_eq!(r.reason, RejectReason::WeakKey, "{r:?}");
+    assert!(r.detail.contains("RSA key of 1024 bits"), "{}", r.detail);
+    // Never answered: a reply would have to be encrypted to that very key.
+    assert!(!r.sender_authenticated && r.signer.is_none());
+    assert_eq!(reason(&enc, &sealed("ecweak")), RejectReason::WeakKey);
+    let ec = enc.authenticate(&sealed("ecgp"), Utc::now()).unwrap();
+    assert_eq!(ec.signer.email.as_str(), "courbe@cabinet.test");
+    assert!(ec.encrypted);
+    // A weak outer signature spoils the message even when the author's key is strong.
+    let outer_weak = sign(&sign(CONTENT, "gp", false, None), "weak", true, Some(GP));
+    assert_eq!(reason(&engine(false), &outer_weak), RejectReason::WeakKey);
+    // The threshold is the setting's: 1024 lets the RSA-1024 signer through.
+    let lax = SmimeEngine::load(&SmimeSettings {
+        min_rsa_bits: 1024,
+        ..settings(true)
+    })
+    .unwrap();
+    assert_eq!(
+        lax.authenticate(&sealed("weak"), Utc::now())
+            .unwrap()
+            .signer
+            .email
+            .as_str(),
+        "faible@cabinet.test"
+    );
+    assert_eq!(reason(&lax, &sealed("ecweak")), RejectReason::WeakKey);
+}
+
+#[test]
+fn weak_recipient_certificates_are_never_encrypted_to() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    std::fs::copy(user("infectioweak", "crt"), dir.join("infectio.pem")).unwrap();
+    let mut s = settings(true);
+    s.recipients_dir = Some(dir.to_path_buf());
+    let e = SmimeEngine::load(&s).unwrap();
+    let now = Utc::now();
+    let infectio = EmailAddress::parse("infectio@hopital.test").unwrap();
+    let why = e.recipient_certificate(&infectio, None, now).unwrap_err();
+    assert!(
+        why.contains("infectio@hopital.test") && why.contains("weak_key") && why.contains("1024"),
+        "{why}"
+    );
+    assert!(e.recipient_from_dir(&infectio).is_none());
+    let cert = |n: &str| X509::from_pem(&std::fs::read(user(n, "crt")).unwrap()).unwrap();
+    assert!(!e.certificate_is_usable(&cert("weak"), now));
+    assert!(e.certificate_is_usable(&cert("ecgp"), now));
+    // A strong learned certificate is preferred; a weak learned one is refused too.
+    let gp = EmailAddress::parse(GP).unwrap();
+    assert!(
+        e.recipient_certificate(&gp, Some(cert("gp")), now)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        e.recipient_certificate(&infectio, Some(cert("infectio")), now)
+            .unwrap()
+            .is_some()
+    );
+    let faible = EmailAddress::parse("faible@cabinet.test").unwrap();
+    assert!(
+        e.recipient_certificate(&faible, Some(cert("weak")), now)
+            .is_err()
+    );
+    assert_eq!(e.recipient_certificate(&faible, None, now), Ok(None));
+    // protect is the last guard: it never encrypts to a weak key.
+    let err = e
+        .protect(OUTGOING.as_bytes(), &[cert("infectioweak")], true)
+        .unwrap_err();
+    assert!(err.to_string().contains("weak_key"), "{err}");
+    // A P-256 recipient gets mail openssl decrypts with its key.
+    let out = e
+        .protect(OUTGOING.as_bytes(), &[cert("ecgp")], true)
+        .unwrap();
+    let file = write_tmp(&tmp, &out);
+    let plain = openssl_decrypt(&file, "ecgp");
+    assert!(!plain.is_empty());
+}
+
+#[test]
+fn issue7_fuzz_seeds_unwrap_with_the_fuzz_key() {
+    // The fuzz target decrypts with Bob's key: the seeds must reach their inner layers.
+    let e = corpus_engine();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/unwrap");
+    let shape = |name: &str| {
+        let raw = std::fs::read(seeds.join(format!("issue7-{name}.eml"))).unwrap();
+        let u = unwrap_layers(&raw, &e.keys).unwrap_or_else(|r| panic!("{name}: {r}"));
+        u.layers
+            .iter()
+            .map(|l| match l {
+                Layer::Signed {
+                    signers,
+                    signatures,
+                    ..
+                } => (
+                    certs::cert_emails(&signers[0])[0].to_string(),
+                    signatures[0].clone(),
+                ),
+                Layer::Encrypted { .. } => ("encrypted".to_string(), Vec::new()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let who = |layers: &[(String, Vec<u8>)]| layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>();
+    let sneaky = shape("surreptitious-forwarding");
+    assert_eq!(who(&sneaky), [GP, "encrypted", "dr.bua@cabinet.test"]);
+    let triple = shape("triple-wrap-same-signer");
+    assert_eq!(who(&triple), [GP, "encrypted", GP]);
+    assert_eq!(shape("replayed-request"), triple, "the same signatures");
+    for (name, signer) in [
+        ("weak-key-rsa1024", "faible@cabinet.test"),
+        ("p256-signer", "courbe@cabinet.test"),
+        ("p224-signer", "petite@cabinet.test"),
+    ] {
+        assert_eq!(who(&shape(name)), ["encrypted", signer], "{name}");
+    }
 }

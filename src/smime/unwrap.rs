@@ -17,6 +17,8 @@ pub enum Layer {
     /// Signatures that verified over their content; `detached` for multipart/signed.
     Signed {
         signers: Vec<X509>,
+        /// The signature value of each signer, in the order of `signers`.
+        signatures: Vec<Vec<u8>>,
         certs: Vec<X509>,
         detached: bool,
     },
@@ -173,6 +175,7 @@ fn multipart_signed(
     Ok(Step::Inner(
         Layer::Signed {
             signers: v.signers,
+            signatures: v.signatures,
             certs: v.certs,
             detached: true,
         },
@@ -196,6 +199,7 @@ fn pkcs7_mime(
             Ok(Step::Inner(
                 Layer::Signed {
                     signers: v.signers,
+                    signatures: v.signatures,
                     certs: v.certs,
                     detached: false,
                 },

@@ -12,25 +12,12 @@ use tracing::debug;
 
 use super::error::Ctx;
 use super::{
-    Result, Store, StoreError, col, col_ts, col_ts_opt, col_u, normalize_message_id, to_i64, ts,
+    InboundStatus, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt, col_u,
+    normalize_message_id, to_i64, ts,
 };
 
-/// The values of `inbound.outcome`.
-pub mod outcome {
-    /// Raw message stored, not handled yet (or its transaction rolled back).
-    pub const STORED: &str = "stored";
-    /// Handled: applied to a thread, answered, or ignored on purpose.
-    pub const PROCESSED: &str = "processed";
-    /// Rejected; `reason` holds the reason code.
-    pub const QUARANTINED: &str = "quarantined";
-    /// A copy of a message already handled.
-    pub const DUPLICATE: &str = "duplicate";
-    /// Was quarantined, handled again after the cause was fixed.
-    pub const REPROCESSED: &str = "reprocessed";
-}
-
 /// A message just fetched, to store as received.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewInbound {
     /// When it was fetched.
     pub received_at: DateTime<Utc>,
@@ -73,8 +60,8 @@ pub struct InboundMeta {
     pub size: u64,
     /// Header `From` address.
     pub from_addr: Option<String>,
-    /// One of [`outcome`].
-    pub outcome: String,
+    /// What became of it.
+    pub outcome: InboundStatus,
     /// Reason code when quarantined.
     pub reason: Option<String>,
     /// Free text for the operator (never patient data).
@@ -90,7 +77,7 @@ pub struct InboundMeta {
 }
 
 /// A whole inbound row, raw bytes included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InboundRow {
     /// All other columns.
     pub meta: InboundMeta,
@@ -117,10 +104,10 @@ pub struct QuarantineRow {
 
 /// What happened to an inbound message ([`Store::set_inbound_outcome`]). Every field is written
 /// as given (`None` clears the column); `moved_at` is left alone.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct InboundOutcome<'a> {
-    /// One of [`outcome`].
-    pub outcome: &'a str,
+    /// What became of it.
+    pub outcome: InboundStatus,
     /// Reason code when quarantined.
     pub reason: Option<&'a str>,
     /// Operator detail (no patient data).
@@ -129,6 +116,19 @@ pub struct InboundOutcome<'a> {
     pub thread_id: Option<&'a str>,
     /// IMAP folder to move it to (processed or quarantine folder).
     pub destination: Option<&'a str>,
+}
+
+impl InboundOutcome<'_> {
+    /// This outcome, every other column cleared.
+    pub fn new(outcome: InboundStatus) -> Self {
+        InboundOutcome {
+            outcome,
+            reason: None,
+            detail: None,
+            thread_id: None,
+            destination: None,
+        }
+    }
 }
 
 macro_rules! meta_cols {
@@ -149,7 +149,7 @@ fn meta_from_row(row: &AnyRow) -> Result<InboundMeta> {
         sha256: col(row, "sha256")?,
         size: col_u(row, "size")?,
         from_addr: col(row, "from_addr")?,
-        outcome: col(row, "outcome")?,
+        outcome: col_parsed(row, "outcome")?,
         reason: col(row, "reason")?,
         detail: col(row, "detail")?,
         thread_id: col(row, "thread_id")?,
@@ -168,7 +168,7 @@ impl Store {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO inbound (received_at, mailbox, uidvalidity, uid, message_id, sha256, \
              size, from_addr, raw, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'stored') \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (sha256) DO NOTHING RETURNING id",
         )
         .bind(ts(new.received_at))
@@ -180,6 +180,7 @@ impl Store {
         .bind(to_i64("message size", new.size)?)
         .bind(&new.from_addr)
         .bind(&new.raw)
+        .bind(InboundStatus::Stored.as_str())
         .fetch_optional(&mut *conn)
         .await
         .ctx("inserting an inbound message")?;
@@ -245,18 +246,12 @@ impl Store {
         id: i64,
         outcome: &InboundOutcome<'_>,
     ) -> Result<()> {
-        if outcome.outcome.is_empty() {
-            return Err(StoreError::Invalid {
-                what: "inbound outcome",
-                detail: format!("empty outcome for inbound message #{id}"),
-            });
-        }
         let done = sqlx::query(
             "UPDATE inbound SET outcome = $2, reason = $3, detail = $4, thread_id = $5, \
              destination = $6 WHERE id = $1",
         )
         .bind(id)
-        .bind(outcome.outcome)
+        .bind(outcome.outcome.as_str())
         .bind(outcome.reason)
         .bind(outcome.detail)
         .bind(outcome.thread_id)
@@ -315,8 +310,9 @@ impl Store {
     pub async fn list_quarantine(&self) -> Result<Vec<QuarantineRow>> {
         let rows = sqlx::query(
             "SELECT id, received_at, from_addr, message_id, reason, detail FROM inbound \
-             WHERE outcome = 'quarantined' ORDER BY id",
+             WHERE outcome = $1 ORDER BY id",
         )
+        .bind(InboundStatus::Quarantined.as_str())
         .fetch_all(&self.pool)
         .await
         .ctx("listing quarantined messages")?;
@@ -373,7 +369,7 @@ mod tests {
                     &mut tx,
                     id,
                     &InboundOutcome {
-                        outcome: outcome::QUARANTINED,
+                        outcome: InboundStatus::Quarantined,
                         reason: Some("bad_signature"),
                         detail: Some("signature does not verify"),
                         thread_id: None,

@@ -15,12 +15,16 @@
 mod audit;
 mod deadlines;
 mod directory;
+mod domain;
 mod error;
 mod inbound;
+mod kinds;
 mod lease;
 mod outbox;
 mod recipients;
+mod redact;
 mod roster;
+mod signatures;
 mod stats;
 mod threads;
 
@@ -41,11 +45,14 @@ use tracing::{debug, info};
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use deadlines::ThreadDeadline;
 pub use directory::{DIRECTORY_BATCH, DirectoryEntry, DirectoryImport};
+pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
-pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow, outcome};
+pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
+pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::Lease;
 pub use outbox::{Enqueued, NewOutgoing, OutboxRow, OutboxStatus, outbox_message_id};
 pub use roster::RosterSlot;
+pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
 pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};
@@ -177,30 +184,44 @@ impl Store {
 
     /// Applies the embedded migrations of the backend; running it again is a no-op.
     pub async fn migrate(&self) -> Result<()> {
-        let sql: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-            Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
-        };
-        let directory: &'static str = match self.backend {
-            Backend::Sqlite => include_str!("../../migrations/sqlite/0005_directory.sql"),
-            Backend::Postgres => include_str!("../../migrations/postgres/0005_directory.sql"),
-        };
-        let migrator = Migrator::with_migrations(vec![
-            Migration::new(
+        // (version, name, SQLite text, PostgreSQL text), in order.
+        const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+            (
                 1,
-                Cow::Borrowed("init"),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+                include_str!("../../migrations/postgres/0001_init.sql"),
             ),
-            Migration::new(
+            (
+                2,
+                "accepted_signatures",
+                include_str!("../../migrations/sqlite/0002_accepted_signatures.sql"),
+                include_str!("../../migrations/postgres/0002_accepted_signatures.sql"),
+            ),
+            (
                 5,
-                Cow::Borrowed("directory"),
-                MigrationType::Simple,
-                directory.into_sql_str(),
-                false,
+                "directory",
+                include_str!("../../migrations/sqlite/0005_directory.sql"),
+                include_str!("../../migrations/postgres/0005_directory.sql"),
             ),
-        ]);
+        ];
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, name, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
         migrator
             .run(&self.pool)
             .await
@@ -300,6 +321,15 @@ where
         column,
         detail: e.to_string(),
     })
+}
+
+/// Reads a column holding one of the words of [`kinds`].
+pub(crate) fn col_parsed<T>(row: &AnyRow, column: &'static str) -> Result<T>
+where
+    T: std::str::FromStr<Err = StoreError>,
+{
+    let text: String = col(row, column)?;
+    text.parse()
 }
 
 /// Reads a timestamp column written by [`ts`].
@@ -509,7 +539,7 @@ mod tests {
                 store.insert_thread(&mut tx, &thread).await.unwrap();
                 let out = NewOutgoing {
                     thread_id: Some(id.clone()),
-                    kind: "ack".into(),
+                    kind: "ack".parse().unwrap(),
                     envelope_from: "g@x.fr".into(),
                     recipients: vec!["dr.a@b.mssante.fr".into()],
                 };
@@ -520,10 +550,10 @@ mod tests {
                     .await
                     .unwrap();
                 let done = InboundOutcome {
-                    outcome: outcome::PROCESSED,
+                    outcome: InboundStatus::Processed,
                     thread_id: Some(&id),
                     destination: Some("Traités"),
-                    ..InboundOutcome::default()
+                    ..InboundOutcome::new(crate::store::InboundStatus::Stored)
                 };
                 store
                     .set_inbound_outcome(&mut tx, inbound, &done)

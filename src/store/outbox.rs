@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use super::error::Ctx;
 use super::{
-    Backend, Result, Store, StoreError, col, col_ts, col_ts_opt, join_list, normalize_message_id,
-    split_list, ts,
+    Backend, OutboxKind, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt, join_list,
+    normalize_message_id, split_list, ts,
 };
 
 /// State of an outbox row.
@@ -88,8 +88,8 @@ impl FromStr for OutboxStatus {
 pub struct NewOutgoing {
     /// Thread it is about, if any.
     pub thread_id: Option<String>,
-    /// What it is (`ack`, `forward`, `answer`, `report`, `notice`…).
-    pub kind: String,
+    /// What it is.
+    pub kind: OutboxKind,
     /// SMTP envelope sender.
     pub envelope_from: String,
     /// SMTP envelope recipients (no commas inside an address).
@@ -106,7 +106,7 @@ pub struct Enqueued {
 }
 
 /// An outbox row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     /// Row id.
     pub id: i64,
@@ -117,7 +117,7 @@ pub struct OutboxRow {
     /// Thread it is about.
     pub thread_id: Option<String>,
     /// What it is.
-    pub kind: String,
+    pub kind: OutboxKind,
     /// SMTP envelope sender.
     pub envelope_from: String,
     /// SMTP envelope recipients.
@@ -147,6 +147,32 @@ pub struct OutboxRow {
 /// database is recreated and ids start again.
 pub fn outbox_message_id(id: i64, created_at: DateTime<Utc>, domain: &str) -> String {
     format!("<teleavis.{id}.{}@{domain}>", created_at.timestamp())
+}
+
+/// One status change of an outbox row: `sql` updates row `$1` under its guard, with `at` as
+/// the next parameter and `text` after it (each only when given).
+struct RowChange<'a> {
+    sql: &'static str,
+    at: Option<DateTime<Utc>>,
+    text: Option<&'a str>,
+    /// What the change is, for the error: "marking sent"…
+    doing: &'static str,
+}
+
+/// The one way `mark_*` update a row; true when the guard let the change through.
+async fn change_row(conn: &mut AnyConnection, id: i64, change: RowChange<'_>) -> Result<bool> {
+    let mut query = sqlx::query(change.sql).bind(id);
+    if let Some(at) = change.at {
+        query = query.bind(ts(at));
+    }
+    if let Some(text) = change.text {
+        query = query.bind(text);
+    }
+    let done = query
+        .execute(&mut *conn)
+        .await
+        .with_ctx(|| format!("outgoing message #{id}: {}", change.doing))?;
+    Ok(done.rows_affected() == 1)
 }
 
 macro_rules! outbox_cols {
@@ -195,7 +221,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
             detail: format!("row {id} has no Message-ID"),
         })?,
         thread_id: col(row, "thread_id")?,
-        kind: col(row, "kind")?,
+        kind: col_parsed(row, "kind")?,
         envelope_from: col(row, "envelope_from")?,
         recipients: split_list(&recipients),
         raw: col(row, "raw")?,
@@ -241,7 +267,7 @@ impl Store {
         )
         .bind(&created)
         .bind(&new.thread_id)
-        .bind(&new.kind)
+        .bind(new.kind.as_str())
         .bind(&new.envelope_from)
         .bind(&recipients)
         .bind(Vec::<u8>::new())
@@ -306,16 +332,14 @@ impl Store {
         id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
-             claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status <> 'sent'",
-        )
-        .bind(id)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await
-        .with_ctx(|| format!("marking outgoing message #{id} sent"))?;
-        let changed = done.rows_affected() == 1;
+        let change = RowChange {
+            sql: "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
+                  claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status <> 'sent'",
+            at: Some(now),
+            text: None,
+            doing: "marking sent",
+        };
+        let changed = change_row(conn, id, change).await?;
         if changed {
             info!(outbox_id = id, "outgoing message sent");
         }
@@ -331,17 +355,15 @@ impl Store {
         next_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, \
-             claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(ts(next_at))
-        .bind(error)
-        .execute(&mut *conn)
-        .await
-        .with_ctx(|| format!("scheduling a retry of outgoing message #{id}"))?;
-        let changed = done.rows_affected() == 1;
+        let change = RowChange {
+            sql: "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, \
+                  last_error = $3, claimed_by = NULL, claimed_until = NULL \
+                  WHERE id = $1 AND status = 'pending'",
+            at: Some(next_at),
+            text: Some(error),
+            doing: "scheduling a retry",
+        };
+        let changed = change_row(conn, id, change).await?;
         if changed {
             warn!(outbox_id = id, next_at = %ts(next_at), error, "outgoing message deferred");
         }
@@ -356,18 +378,15 @@ impl Store {
         now: DateTime<Utc>,
         error: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'failed', failed_at = $2, last_error = $3, \
-             attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(ts(now))
-        .bind(error)
-        .execute(&mut *conn)
-        .await
-        .with_ctx(|| format!("marking outgoing message #{id} failed"))?;
-        let changed = done.rows_affected() == 1;
+        let change = RowChange {
+            sql: "UPDATE outbox SET status = 'failed', failed_at = $2, last_error = $3, \
+                  attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
+                  WHERE id = $1 AND status = 'pending'",
+            at: Some(now),
+            text: Some(error),
+            doing: "marking failed",
+        };
+        let changed = change_row(conn, id, change).await?;
         if changed {
             warn!(outbox_id = id, error, "outgoing message failed");
         }
@@ -383,17 +402,14 @@ impl Store {
         now: DateTime<Utc>,
         error: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'failed', failed_at = $2, last_error = $3 \
-             WHERE id = $1 AND status = 'sent'",
-        )
-        .bind(id)
-        .bind(ts(now))
-        .bind(error)
-        .execute(&mut *conn)
-        .await
-        .with_ctx(|| format!("marking outgoing message #{id} bounced"))?;
-        let changed = done.rows_affected() == 1;
+        let change = RowChange {
+            sql: "UPDATE outbox SET status = 'failed', failed_at = $2, last_error = $3 \
+                  WHERE id = $1 AND status = 'sent'",
+            at: Some(now),
+            text: Some(error),
+            doing: "marking bounced",
+        };
+        let changed = change_row(conn, id, change).await?;
         if changed {
             warn!(outbox_id = id, "outgoing message bounced");
         }
@@ -403,16 +419,14 @@ impl Store {
     /// Holds a row that cannot be sent as is (no certificate for a recipient); `reason` goes to
     /// `last_error`. False if not `pending`.
     pub async fn mark_held(&self, conn: &mut AnyConnection, id: i64, reason: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'held', last_error = $2, claimed_by = NULL, \
-             claimed_until = NULL WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await
-        .with_ctx(|| format!("holding outgoing message #{id}"))?;
-        let changed = done.rows_affected() == 1;
+        let change = RowChange {
+            sql: "UPDATE outbox SET status = 'held', last_error = $2, claimed_by = NULL, \
+                  claimed_until = NULL WHERE id = $1 AND status = 'pending'",
+            at: None,
+            text: Some(reason),
+            doing: "holding",
+        };
+        let changed = change_row(conn, id, change).await?;
         if changed {
             warn!(outbox_id = id, reason, "outgoing message held");
         }
@@ -503,7 +517,7 @@ mod tests {
     fn new_out(thread: Option<&str>) -> NewOutgoing {
         NewOutgoing {
             thread_id: thread.map(str::to_owned),
-            kind: "ack".into(),
+            kind: OutboxKind::Ack,
             envelope_from: "teleexpertise@chr.mssante.fr".into(),
             recipients: vec!["dr.a@b.mssante.fr".into(), "c@d.mssante.fr".into()],
         }

@@ -118,8 +118,8 @@ mod tests {
                         &mut tx,
                         &NewThreadMessage {
                             thread_id: "TE-2026-000001".into(),
-                            direction: dir.into(),
-                            kind: kind.into(),
+                            direction: dir.parse().unwrap(),
+                            kind: kind.parse().unwrap(),
                             from_addr: "x@y".into(),
                             to_addrs: vec!["z@y".into()],
                             at: t(at),

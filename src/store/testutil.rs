@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
 
-use super::{NewInbound, Store, parse_ts};
+use chrono::{DateTime, Utc};
+
+use super::{NewInbound, Store, ThreadRow, parse_ts};
 
 const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -169,5 +171,23 @@ pub(crate) fn sample_inbound(n: u32) -> NewInbound {
         size: raw.len() as u64,
         from_addr: Some("dr.a@b.mssante.fr".into()),
         raw,
+    }
+}
+
+/// A thread row of category `infectio` opened (and last changed) at `at`.
+pub(crate) fn sample_thread(id: &str, status: &str, at: DateTime<Utc>) -> ThreadRow {
+    ThreadRow {
+        id: id.into(),
+        status: status.into(),
+        category: "infectio".into(),
+        requester: "dr.a@b.mssante.fr".into(),
+        requester_name: Some("Dr A".into()),
+        requester_rpps: Some("10001234567".into()),
+        taken_by: None,
+        form_json: r#"{"question":"?"}"#.into(),
+        previous_thread: None,
+        created_at: at,
+        updated_at: at,
+        closed_at: None,
     }
 }

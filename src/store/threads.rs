@@ -12,12 +12,12 @@ use tracing::info;
 
 use super::error::Ctx;
 use super::{
-    Result, Store, StoreError, col, col_ts, col_ts_opt, join_list, normalize_message_id,
-    split_list, ts,
+    Direction, MessageKind, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt,
+    join_list, normalize_message_id, split_list, ts,
 };
 
 /// A thread row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ThreadRow {
     /// `TE-2026-000042`.
     pub id: String,
@@ -63,14 +63,12 @@ pub struct ThreadUpdate<'a> {
 }
 
 /// A message of a thread, in or out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewThreadMessage {
     /// Thread id.
     pub thread_id: String,
-    /// `in` | `out`.
-    pub direction: String,
-    /// `request` | `ack` | `forward` | `answer` | `follow_up` | `command` | `report` | `notice`.
-    pub kind: String,
+    pub direction: Direction,
+    pub kind: MessageKind,
     /// Sender address.
     pub from_addr: String,
     /// Recipient addresses.
@@ -152,8 +150,8 @@ fn message_from_row(row: &AnyRow) -> Result<ThreadMessageRow> {
         id: col(row, "id")?,
         message: NewThreadMessage {
             thread_id: col(row, "thread_id")?,
-            direction: col(row, "direction")?,
-            kind: col(row, "kind")?,
+            direction: col_parsed(row, "direction")?,
+            kind: col_parsed(row, "kind")?,
             from_addr: col(row, "from_addr")?,
             to_addrs: split_list(&to),
             at: col_ts(row, "at")?,
@@ -327,8 +325,8 @@ impl Store {
              RETURNING id",
         )
         .bind(&message.thread_id)
-        .bind(&message.direction)
-        .bind(&message.kind)
+        .bind(message.direction.as_str())
+        .bind(message.kind.as_str())
         .bind(&message.from_addr)
         .bind(join_list("recipient list", &message.to_addrs)?)
         .bind(ts(message.at))
@@ -509,7 +507,7 @@ impl Store {
 mod tests {
     use std::collections::HashSet;
 
-    use super::super::testutil::{both, sample_inbound};
+    use super::super::testutil::{both, sample_inbound, sample_thread as thread};
     use super::super::{InboundOutcome, NewOutgoing, parse_ts};
     use super::*;
 
@@ -517,28 +515,11 @@ mod tests {
         parse_ts(s).unwrap()
     }
 
-    pub(crate) fn thread(id: &str, status: &str, at: DateTime<Utc>) -> ThreadRow {
-        ThreadRow {
-            id: id.into(),
-            status: status.into(),
-            category: "infectio".into(),
-            requester: "dr.a@b.mssante.fr".into(),
-            requester_name: Some("Dr A".into()),
-            requester_rpps: Some("10001234567".into()),
-            taken_by: None,
-            form_json: r#"{"question":"?"}"#.into(),
-            previous_thread: None,
-            created_at: at,
-            updated_at: at,
-            closed_at: None,
-        }
-    }
-
     fn message(thread_id: &str, kind: &str, at: DateTime<Utc>, mid: &str) -> NewThreadMessage {
         NewThreadMessage {
             thread_id: thread_id.into(),
-            direction: "in".into(),
-            kind: kind.into(),
+            direction: "in".parse().unwrap(),
+            kind: kind.parse().unwrap(),
             from_addr: "dr.a@b.mssante.fr".into(),
             to_addrs: vec!["teleexpertise@chr.mssante.fr".into()],
             at,
@@ -630,7 +611,7 @@ mod tests {
                     &mut tx,
                     &NewOutgoing {
                         thread_id: Some("TE-2026-000002".into()),
-                        kind: "forward".into(),
+                        kind: "forward".parse().unwrap(),
                         envelope_from: "g@x".into(),
                         recipients: vec!["cardio@x".into()],
                     },
@@ -773,7 +754,7 @@ mod tests {
             store.add_thread_message(&mut tx, &m).await.unwrap();
             let out = NewOutgoing {
                 thread_id: Some(old.id.clone()),
-                kind: "report".into(),
+                kind: "report".parse().unwrap(),
                 envelope_from: "g@x".into(),
                 recipients: vec!["dr.a@b".into()],
             };
@@ -810,10 +791,10 @@ mod tests {
                 .await
                 .unwrap();
             let quarantined = InboundOutcome {
-                outcome: "quarantined",
+                outcome: crate::store::InboundStatus::Quarantined,
                 reason: Some("not_a_participant"),
                 thread_id: Some(&old.id),
-                ..InboundOutcome::default()
+                ..InboundOutcome::new(crate::store::InboundStatus::Stored)
             };
             store
                 .set_inbound_outcome(&mut tx, in2, &quarantined)

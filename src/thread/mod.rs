@@ -6,6 +6,7 @@
 mod auto;
 mod command;
 mod id;
+mod model;
 mod quote;
 mod status;
 mod transition;
@@ -13,7 +14,8 @@ mod transition;
 pub use auto::{AutoHeaders, is_automatic};
 pub use command::{Command, ParsedCommand, parse_command};
 pub use id::{ThreadId, ThreadIdError, subject};
+pub use model::Thread;
 pub(crate) use quote::quote_start;
 pub use quote::strip_quoted;
 pub use status::{Role, Status, StatusError, role_of};
-pub use transition::{Action, Categories, Event, Notice, Outcome, Refusal, apply};
+pub use transition::{Action, Categories, Event, Notice, Outcome, Refusal, apply, open};

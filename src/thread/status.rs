@@ -3,7 +3,6 @@
 use std::fmt;
 
 use crate::address::EmailAddress;
-use crate::config::CategorySettings;
 
 /// Serialized as the contract spells it (`en_cours`), like `as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -92,14 +91,15 @@ impl Role {
 pub fn role_of(
     sender: &EmailAddress,
     requester: &EmailAddress,
-    category: &CategorySettings,
+    group: &EmailAddress,
+    experts: &[EmailAddress],
 ) -> Role {
     let sender = sender.base();
     if sender == requester.base() {
         Role::Requester
-    } else if sender == category.group_address.base() {
+    } else if sender == group.base() {
         Role::Group
-    } else if category.experts.iter().any(|e| e.base() == sender) {
+    } else if experts.iter().any(|e| e.base() == sender) {
         Role::Expert
     } else {
         Role::Other
@@ -144,50 +144,19 @@ mod tests {
 
     #[test]
     fn roles() {
-        let cat = CategorySettings {
-            id: "infectio".into(),
-            name: "Maladies infectieuses".into(),
-            group_address: addr("infectio@chr-metz.mssante.fr"),
-            aliases: vec![],
-            experts: vec![addr("dr.ruch@chr-metz.mssante.fr")],
-            response_time: String::new(),
-            phone: None,
-            deadline_hours: 48,
-            urgent_deadline_minutes: None,
-            fields: vec![],
-        };
+        let group = addr("infectio@chr-metz.mssante.fr");
+        let experts = [addr("dr.ruch@chr-metz.mssante.fr")];
+        let role = |sender: &str, gp: &EmailAddress| role_of(&addr(sender), gp, &group, &experts);
         let gp = addr("dr.bua@medecin.mssante.fr");
+        assert_eq!(role("Dr.Bua@medecin.mssante.fr", &gp), Role::Requester);
+        assert_eq!(role("dr.bua+x@medecin.mssante.fr", &gp), Role::Requester);
+        assert_eq!(role("infectio@chr-metz.mssante.fr", &gp), Role::Group);
         assert_eq!(
-            role_of(&addr("Dr.Bua@medecin.mssante.fr"), &gp, &cat),
-            Role::Requester
-        );
-        assert_eq!(
-            role_of(&addr("dr.bua+x@medecin.mssante.fr"), &gp, &cat),
-            Role::Requester
-        );
-        assert_eq!(
-            role_of(&addr("infectio@chr-metz.mssante.fr"), &gp, &cat),
+            role("infectio+te-2026-000042@chr-metz.mssante.fr", &gp),
             Role::Group
         );
-        assert_eq!(
-            role_of(
-                &addr("infectio+te-2026-000042@chr-metz.mssante.fr"),
-                &gp,
-                &cat
-            ),
-            Role::Group
-        );
-        assert_eq!(
-            role_of(&addr("dr.ruch@chr-metz.mssante.fr"), &gp, &cat),
-            Role::Expert
-        );
-        assert_eq!(
-            role_of(&addr("dr.autre@chr-metz.mssante.fr"), &gp, &cat),
-            Role::Other
-        );
-        assert_eq!(
-            role_of(&addr("infectio@autre.mssante.fr"), &gp, &cat),
-            Role::Other
-        );
+        assert_eq!(role("dr.ruch@chr-metz.mssante.fr", &gp), Role::Expert);
+        assert_eq!(role("dr.autre@chr-metz.mssante.fr", &gp), Role::Other);
+        assert_eq!(role("infectio@autre.mssante.fr", &gp), Role::Other);
     }
 }

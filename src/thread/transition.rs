@@ -29,6 +29,10 @@ pub struct Categories<'a> {
 /// the text left around the command line) and are skipped when that text is empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Acknowledge a new request to the requester, with the thread id and response time.
+    Acknowledge,
+    /// Forward a new request, attachments included, to the category's group.
+    Forward,
     /// Relay the text to the requester (signed, encrypted).
     RelayToRequester,
     /// Relay the text to the thread's category group (after a `MoveTo`, the new one).
@@ -93,6 +97,15 @@ const EXPERT_ONLY_TRANSFERER: &str = "seul un expert peut transférer la demande
 const REQUESTER_ONLY_ANNULER: &str =
     "seul le médecin requérant peut annuler la demande ; pour la clore, écrivez #clore";
 const WRONG_SIDE: &str = "message attribué au mauvais interlocuteur";
+
+/// A new request opens a thread: `nouvelle`, acknowledged to the requester, forwarded to the
+/// group.
+pub fn open() -> Outcome {
+    Outcome {
+        status: Status::Nouvelle,
+        actions: vec![Action::Acknowledge, Action::Forward],
+    }
+}
 
 /// The transition table (DESIGN "Flow"):
 ///

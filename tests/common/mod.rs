@@ -165,7 +165,8 @@ fn cleanup_stale_pki_copies() {
 }
 
 /// `users/NAME.crt` of the test PKI (NAME: gateway, gp, gp2, infectio, pneumo, expert,
-/// expert2, intruder, admin, revoked, expired, nousage, otherca, imapclient).
+/// expert2, intruder, admin, revoked, expired, nousage, otherca, imapclient; key sizes: weak
+/// RSA-1024, ecgp P-256, ecweak P-224, infectioweak RSA-1024 for infectio@).
 pub fn user_cert(name: &str) -> PathBuf {
     pki().join(format!("users/{name}.crt"))
 }

@@ -327,9 +327,11 @@ def cmd_compose(a):
         entity = smime_encrypt(entity, a.encrypt_to, a.cipher)
         entity = smime_sign(entity, a.sign[0], a.sign[1], opaque)
     elif order == "sign-encrypt-sign":
+        # --outer-sign: someone else signs the outside (a relay, or surreptitious forwarding)
+        outer_cert, outer_key = a.outer_sign or a.sign
         entity = smime_sign(entity, a.sign[0], a.sign[1], opaque)
         entity = smime_encrypt(entity, a.encrypt_to, a.cipher)
-        entity = smime_sign(entity, a.sign[0], a.sign[1], opaque)
+        entity = smime_sign(entity, outer_cert, outer_key, opaque)
 
     outer = EmailMessage(policy=pol)
     outer["From"] = a.sender
@@ -521,6 +523,8 @@ def main(argv=None):
                    help="FILE or FILE:content/type")
     s.add_argument("--header", action="append", default=[], help="'Name: value' (outer)")
     s.add_argument("--sign", nargs=2, metavar=("CERT", "KEY"))
+    s.add_argument("--outer-sign", nargs=2, metavar=("CERT", "KEY"),
+                   help="with --order sign-encrypt-sign: the outer signature by this key")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--detached", action="store_true", help="multipart/signed (default)")
     g.add_argument("--opaque", action="store_true", help="application/pkcs7-mime signed-data")

@@ -1,0 +1,822 @@
+//! The intake's business logic through its seam, `Intake::handle`, without Postfix or Dovecot:
+//! each test makes S/MIME mail with `openssl cms` (tests/support/mailtool.py), hands it to the
+//! intake on a fresh SQLite database, and asserts on what was committed: the thread row, the
+//! thread's messages, the outbox rows (kind, recipients, cleartext body) and the audit trail.
+//! One test per branch of `intake::classify`, plus the refusals of the transition table.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{compose, compose_signed_encrypted, pki, repo_root, user_cert, user_email};
+use mail_parser::{MessageParser, MimeHeaders};
+use teleavis::intake::{Fetched, Handled, Intake, Outcome, Reason};
+use teleavis::store::{OutboxStatus, Store};
+
+const GATEWAY: &str = "teleexpertise@hopital.test";
+const INFECTIO: &str = "infectio@hopital.test";
+const PNEUMO: &str = "pneumo@hopital.test";
+const ADMIN: &str = "dsi@hopital.test";
+
+fn form(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("tests/data/forms").join(name)).unwrap()
+}
+
+fn plus(tag: &str) -> String {
+    format!("teleexpertise+{}@hopital.test", tag.to_lowercase())
+}
+
+/// A gateway on a fresh SQLite database, with the development configuration.
+struct Desk {
+    intake: Intake,
+    store: Store,
+    uid: u32,
+    _dir: tempfile::TempDir,
+}
+
+/// A queued outgoing message, read back from its outbox row.
+#[derive(Debug)]
+struct Sent {
+    id: i64,
+    kind: String,
+    to: Vec<String>,
+    subject: String,
+    text: String,
+    attachments: Vec<String>,
+    status: OutboxStatus,
+}
+
+impl Desk {
+    async fn new() -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let template = std::fs::read_to_string(repo_root().join("config/dev.toml.in")).unwrap();
+        let text = template
+            .replace(
+                "@DATABASE_URL@",
+                &format!("sqlite://{}/teleavis.db", d.display()),
+            )
+            .replace("@DIR@", &d.display().to_string())
+            .replace("@PKI@", &pki().display().to_string())
+            .replace("@IMAPS_PORT@", "993")
+            .replace("@SUBMISSION_PORT@", "587")
+            .replace("@CIPHER@", "aes-256-gcm");
+        let config = d.join("teleavis.toml");
+        std::fs::write(&config, text).unwrap();
+        for f in ["imap.password", "smtp.password"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(d.join(f), "secret\n").unwrap();
+            std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let settings = teleavis::config::load_and_validate(&config).expect("configuration");
+        let store = Store::connect(&settings.database.url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let smime = teleavis::smime::SmimeEngine::load(&settings.smime).unwrap();
+        let intake = Intake::new(Arc::new(settings), store.clone(), Arc::new(smime));
+        Desk {
+            intake,
+            store,
+            uid: 0,
+            _dir: dir,
+        }
+    }
+
+    async fn handle(&mut self, raw: Vec<u8>) -> Handled {
+        self.uid += 1;
+        let f = Fetched {
+            mailbox: "INBOX".into(),
+            uidvalidity: 1,
+            uid: self.uid,
+            raw,
+        };
+        self.intake.handle(f).await.expect("handled")
+    }
+
+    /// Mail from PKI user `user` to `to`, signed and encrypted to the gateway.
+    async fn send(&mut self, user: &str, to: &str, subject: &str, body: &str) -> Handled {
+        let raw = compose_signed_encrypted(user, to, "gateway", subject, body, &[]);
+        self.handle(raw).await
+    }
+
+    /// A new request of the seed's first case from the GP, by plus-tag; its thread id.
+    async fn open_case1(&mut self) -> String {
+        let h = self
+            .send(
+                "gp",
+                &plus("infectio"),
+                "Demande",
+                &form("case1_mycoplasme.txt"),
+            )
+            .await;
+        thread_of(&h)
+    }
+
+    async fn outbox(&self) -> Vec<Sent> {
+        let mut rows = vec![];
+        for s in [
+            OutboxStatus::Pending,
+            OutboxStatus::Held,
+            OutboxStatus::Sent,
+            OutboxStatus::Failed,
+        ] {
+            rows.extend(self.store.outbox_by_status(s).await.unwrap());
+        }
+        rows.sort_by_key(|r| r.id);
+        rows.into_iter()
+            .map(|r| {
+                let m = MessageParser::default()
+                    .parse(&r.raw)
+                    .expect("outbox message");
+                Sent {
+                    id: r.id,
+                    kind: r.kind.to_string(),
+                    to: r.recipients.clone(),
+                    subject: m.subject().unwrap_or_default().to_string(),
+                    text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+                    attachments: m
+                        .attachments()
+                        .map(|a| a.attachment_name().unwrap_or_default().to_string())
+                        .collect(),
+                    status: r.status,
+                }
+            })
+            .collect()
+    }
+
+    /// The outbox rows queued after the first `skip`.
+    async fn outbox_after(&self, skip: usize) -> Vec<Sent> {
+        self.outbox().await.into_iter().skip(skip).collect()
+    }
+
+    async fn thread_count(&self) -> usize {
+        self.store.list_threads(None, None).await.unwrap().len()
+    }
+
+    async fn audit(&self) -> Vec<(String, String)> {
+        sqlx::query_as::<_, (String, String)>("SELECT action, subject FROM audit ORDER BY id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn thread(&self, tid: &str) -> teleavis::store::ThreadRow {
+        self.store.get_thread(tid).await.unwrap().expect("thread")
+    }
+
+    /// (direction, kind) of the thread's messages, in order.
+    async fn messages(&self, tid: &str) -> Vec<(String, String)> {
+        self.store
+            .thread_messages(tid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.message.direction.to_string(), m.message.kind.to_string()))
+            .collect()
+    }
+}
+
+/// Asserts that the message says `what`, showing it otherwise.
+fn says(s: &Sent, what: &str) {
+    assert!(s.text.contains(what), "{what:?} not in {}", s.text);
+}
+
+fn quarantined(reason: Reason) -> Outcome {
+    Outcome::Quarantined { reason }
+}
+
+fn thread_of(h: &Handled) -> String {
+    match &h.outcome {
+        Outcome::Processed { thread: Some(t) } => t.clone(),
+        other => panic!("expected a thread, got {other:?}"),
+    }
+}
+
+fn one<'a>(sent: &'a [Sent], kind: &str, to: &str) -> &'a Sent {
+    let found: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.kind == kind && s.to == [to.to_string()])
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} to {to} expected in {sent:#?}");
+    found[0]
+}
+
+fn kinds(sent: &[Sent]) -> Vec<(&str, &str)> {
+    sent.iter()
+        .map(|s| (s.kind.as_str(), s.to[0].as_str()))
+        .collect()
+}
+
+// ---- new requests -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_request_to_the_plus_tag_opens_a_thread_acknowledged_and_forwarded() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    assert!(tid.starts_with("TE-") && tid.ends_with("-000001"), "{tid}");
+    let t = d.thread(&tid).await;
+    assert_eq!(
+        (t.status.as_str(), t.category.as_str(), t.requester.as_str()),
+        ("nouvelle", "infectio", gp.as_str())
+    );
+    let sent = d.outbox().await;
+    assert_eq!(kinds(&sent), [("ack", gp.as_str()), ("forward", INFECTIO)]);
+    let ack = one(&sent, "ack", &gp);
+    assert_eq!(
+        ack.subject,
+        format!("[{tid}] Accusé de réception — Maladies infectieuses")
+    );
+    says(ack, &format!("Référence : {tid}"));
+    says(ack, "½ journée");
+    assert!(
+        !ack.text.contains("MARTIN"),
+        "the ack repeats no patient data"
+    );
+    let fwd = one(&sent, "forward", INFECTIO);
+    assert_eq!(
+        fwd.subject,
+        format!("[{tid}] Nouvelle demande — Maladies infectieuses")
+    );
+    assert!(fwd.text.contains("MARTIN") && fwd.text.contains("mycoplasme"));
+    assert_eq!(
+        d.messages(&tid).await,
+        [("in", "request"), ("out", "ack"), ("out", "forward")].map(|(a, b)| (a.into(), b.into()))
+    );
+    let audit = d.audit().await;
+    let actions: Vec<&str> = audit.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["thread.opened", "inbound.processed"]);
+    assert_eq!(audit[0].1, tid);
+}
+
+#[tokio::test]
+async fn a_request_to_a_category_alias_goes_to_that_category() {
+    let mut d = Desk::new().await;
+    let h = d
+        .send(
+            "gp",
+            "infectiologie@hopital.test",
+            "Demande",
+            &form("case1_mycoplasme.txt"),
+        )
+        .await;
+    let tid = thread_of(&h);
+    assert_eq!(d.thread(&tid).await.category, "infectio");
+    one(&d.outbox().await, "forward", INFECTIO);
+}
+
+#[tokio::test]
+async fn a_request_to_the_plain_address_is_routed_by_its_category_line() {
+    let mut d = Desk::new().await;
+    let h = d
+        .send("gp", GATEWAY, "Demande d'avis", &form("category_line.txt"))
+        .await;
+    let tid = thread_of(&h);
+    assert_eq!(d.thread(&tid).await.category, "infectio");
+    let sent = d.outbox().await;
+    assert_eq!(kinds(&sent)[1], ("forward", INFECTIO));
+}
+
+#[tokio::test]
+async fn the_subject_aide_gets_the_categories_and_their_forms() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let h = d.send("gp", GATEWAY, "Aide", "").await;
+    assert_eq!(h.outcome, Outcome::Processed { thread: None });
+    let sent = d.outbox().await;
+    let help = one(&sent, "notice", &gp);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(help.subject, "Téléexpertise — Aide");
+    says(help, "== Maladies infectieuses ==");
+    assert!(help.text.contains("== Pneumologie =="));
+    assert!(help.text.contains(&plus("infectio")));
+    assert!(help.text.contains("Terrain sous-jacent"));
+    assert!(!help.text.contains("ne dit pas"));
+}
+
+#[tokio::test]
+async fn a_request_naming_no_category_gets_help_saying_so() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let h = d
+        .send("gp", GATEWAY, "Demande", &form("case1_mycoplasme.txt"))
+        .await;
+    assert_eq!(h.outcome, Outcome::Processed { thread: None });
+    let sent = d.outbox().await;
+    let help = one(&sent, "notice", &gp);
+    says(help, "ne dit pas à quelle spécialité");
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
+}
+
+#[tokio::test]
+async fn a_form_with_errors_is_refused_with_what_to_fix() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let h = d
+        .send(
+            "gp",
+            &plus("infectio"),
+            "Demande",
+            &form("invalid_date.txt"),
+        )
+        .await;
+    assert_eq!(h.outcome, Outcome::Processed { thread: None });
+    let sent = d.outbox().await;
+    let refusal = one(&sent, "notice", &gp);
+    assert_eq!(sent.len(), 1, "nothing forwarded");
+    assert_eq!(refusal.subject, "Téléexpertise — Demande incomplète");
+    says(refusal, "Date de naissance");
+    assert!(refusal.text.contains(&plus("infectio")));
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
+}
+
+#[tokio::test]
+async fn a_request_without_consent_is_refused() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    d.send(
+        "gp",
+        &plus("infectio"),
+        "Demande",
+        &form("missing_consent.txt"),
+    )
+    .await;
+    let sent = d.outbox().await;
+    assert_eq!(sent.len(), 1, "nothing forwarded: {sent:#?}");
+    let refusal = one(&sent, "notice", &gp);
+    says(
+        refusal,
+        "Consentement du patient : champ obligatoire non rempli",
+    );
+    assert_eq!(d.thread_count().await, 0, "no thread opened");
+}
+
+// ---- in a thread --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_expert_answer_is_relayed_to_the_gp_and_the_thread_is_en_cours() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    let h = d
+        .send(
+            "expert",
+            &plus(&tid),
+            &format!("Re: [{tid}]"),
+            "PCR sur les urines.",
+        )
+        .await;
+    assert_eq!(thread_of(&h), tid);
+    assert_eq!(d.thread(&tid).await.status, "en_cours");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(kinds(&sent), [("answer", gp.as_str())]);
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Réponse — Maladies infectieuses")
+    );
+    says(&sent[0], "PCR sur les urines.");
+    assert!(
+        sent[0].text.contains("Yvon RUCH (RPPS "),
+        "names its author: {}",
+        sent[0].text
+    );
+    assert_eq!(d.messages(&tid).await[3], ("in".into(), "answer".into()));
+    assert!(
+        d.audit()
+            .await
+            .iter()
+            .any(|(a, s)| a == "thread.answer" && *s == tid)
+    );
+}
+
+#[tokio::test]
+async fn a_gp_follow_up_goes_to_the_group_and_keeps_the_status() {
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    d.send(
+        "gp",
+        &plus(&tid),
+        &format!("Re: [{tid}]"),
+        "Le partenaire est traité.",
+    )
+    .await;
+    assert_eq!(d.thread(&tid).await.status, "nouvelle");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(kinds(&sent), [("follow_up", INFECTIO)]);
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Complément du requérant — Maladies infectieuses")
+    );
+    assert!(sent[0].text.contains("Le partenaire est traité."));
+}
+
+#[tokio::test]
+async fn clore_closes_and_sends_the_compte_rendu_to_the_gp_and_the_group() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    d.send("expert", &plus(&tid), "Re", "#clore\nPas de traitement.")
+        .await;
+    let t = d.thread(&tid).await;
+    assert_eq!(t.status, "terminee");
+    assert!(t.closed_at.is_some());
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [("report", gp.as_str()), ("report", INFECTIO)]
+    );
+    for r in &sent {
+        assert_eq!(
+            r.subject,
+            format!("[{tid}] Compte-rendu — Maladies infectieuses")
+        );
+        says(r, "MARTIN");
+        says(r, "Pas de traitement.");
+        assert_eq!(r.attachments, [format!("compte-rendu-{tid}.pdf")]);
+    }
+    let actions: Vec<String> = d.audit().await.into_iter().map(|(a, _)| a).collect();
+    assert!(
+        actions.contains(&"thread.answer".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"thread.report".to_string()),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn prendre_records_the_expert_and_tells_the_group() {
+    let mut d = Desk::new().await;
+    let expert = user_email("expert");
+    let tid = d.open_case1().await;
+    d.send("expert", &plus(&tid), "Re", "#prendre").await;
+    let t = d.thread(&tid).await;
+    assert_eq!(t.status, "en_cours");
+    assert_eq!(t.taken_by.as_deref(), Some(expert.as_str()));
+    let sent = d.outbox_after(2).await;
+    assert_eq!(kinds(&sent), [("notice", INFECTIO)]);
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Prise en charge — Maladies infectieuses")
+    );
+    assert_eq!(d.messages(&tid).await[3], ("in".into(), "command".into()));
+}
+
+#[tokio::test]
+async fn transferer_moves_the_thread_and_forwards_the_request_again() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    d.send(
+        "expert",
+        &plus(&tid),
+        "Re",
+        "#transferer pneumo\nPlutôt pour vous.",
+    )
+    .await;
+    let t = d.thread(&tid).await;
+    assert_eq!(
+        (t.status.as_str(), t.category.as_str()),
+        ("nouvelle", "pneumo")
+    );
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [
+            ("forward", PNEUMO),
+            ("follow_up", PNEUMO),
+            ("notice", gp.as_str()),
+            ("notice", INFECTIO)
+        ]
+    );
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Nouvelle demande (transfert) — Pneumologie")
+    );
+    says(&sent[0], "MARTIN");
+    assert!(sent[1].text.contains("Plutôt pour vous."));
+    assert_eq!(
+        sent[3].subject,
+        format!("[{tid}] Transfert — Maladies infectieuses")
+    );
+    says(&sent[3], "Pneumologie");
+}
+
+#[tokio::test]
+async fn annuler_by_the_gp_cancels_and_tells_both_sides() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    d.send("gp", &plus(&tid), "Re", "#annuler").await;
+    assert_eq!(d.thread(&tid).await.status, "annulee");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [("notice", INFECTIO), ("notice", gp.as_str())]
+    );
+    assert!(sent.iter().all(|s| s.subject.contains("Annulation")));
+}
+
+#[tokio::test]
+async fn refused_commands_are_explained_and_change_nothing() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let expert = user_email("expert");
+    let tid = d.open_case1().await;
+    let cases = [
+        ("gp", "#clore", gp.as_str(), "seul un expert peut clore"),
+        ("gp", "#prendre", gp.as_str(), "seul un expert peut prendre"),
+        (
+            "gp",
+            "#transferer pneumo",
+            gp.as_str(),
+            "seul un expert peut transférer",
+        ),
+        (
+            "expert",
+            "#annuler",
+            expert.as_str(),
+            "seul le médecin requérant",
+        ),
+        (
+            "expert",
+            "#transferer cardio",
+            expert.as_str(),
+            "catégories : infectio (Maladies infectieuses), pneumo (Pneumologie)",
+        ),
+        (
+            "expert",
+            "#transferer infectio",
+            expert.as_str(),
+            "déjà dans cette catégorie",
+        ),
+    ];
+    for (n, (user, body, to, why)) in cases.into_iter().enumerate() {
+        let h = d.send(user, &plus(&tid), "Re", body).await;
+        assert_eq!(thread_of(&h), tid);
+        let sent = d.outbox_after(2 + n).await;
+        assert_eq!(kinds(&sent), [("notice", to)], "{body}");
+        assert_eq!(
+            sent[0].subject,
+            format!("[{tid}] Commande refusée"),
+            "{body}"
+        );
+        assert!(sent[0].text.contains(why), "{body}: {}", sent[0].text);
+    }
+    let t = d.thread(&tid).await;
+    assert_eq!(
+        (t.status.as_str(), t.category.as_str()),
+        ("nouvelle", "infectio")
+    );
+    assert_eq!(t.taken_by, None);
+}
+
+#[tokio::test]
+async fn an_intruder_is_quarantined_told_nothing_about_the_case() {
+    let mut d = Desk::new().await;
+    let intruder = user_email("intruder");
+    let tid = d.open_case1().await;
+    let h = d
+        .send("intruder", &plus(&tid), "Re", "Je veux savoir.")
+        .await;
+    assert_eq!(h.outcome, quarantined(Reason::NotAuthorized));
+    assert_eq!(h.destination, "Quarantaine");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [("notice", intruder.as_str()), ("admin_alert", ADMIN)]
+    );
+    assert_eq!(sent[0].subject, "Téléexpertise — Message non transmis");
+    assert!(!sent[0].text.contains("MARTIN"));
+    assert_eq!(sent[1].subject, "[teleavis] Quarantaine : not_authorized");
+    assert_eq!(
+        d.messages(&tid).await.len(),
+        3,
+        "nothing recorded in the thread"
+    );
+    assert_eq!(d.thread(&tid).await.status, "nouvelle");
+}
+
+#[tokio::test]
+async fn a_token_naming_no_thread_is_quarantined_and_the_sender_told() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let h = d
+        .send(
+            "gp",
+            &plus("te-2026-999999"),
+            "Re: [TE-2026-999999]",
+            "Alors ?",
+        )
+        .await;
+    assert_eq!(h.outcome, quarantined(Reason::UnknownThread));
+    let sent = d.outbox().await;
+    assert_eq!(
+        kinds(&sent),
+        [("notice", gp.as_str()), ("admin_alert", ADMIN)]
+    );
+    assert_eq!(sent[0].subject, "Téléexpertise — Référence inconnue");
+    assert!(sent[0].text.contains("TE-2026-999999"));
+}
+
+#[tokio::test]
+async fn a_message_on_a_closed_thread_points_to_a_new_request() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    d.send("expert", &plus(&tid), "Re", "#clore\nFin.").await;
+    let before = d.outbox().await.len();
+    let h = d
+        .send("gp", &plus(&tid), "Re", "Une question encore.")
+        .await;
+    assert_eq!(thread_of(&h), tid);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("notice", gp.as_str())]);
+    assert_eq!(sent[0].subject, format!("[{tid}] Demande close"));
+    assert!(
+        sent[0]
+            .text
+            .contains(&format!("Demande précédente : {tid}"))
+    );
+    assert_eq!(d.thread(&tid).await.status, "terminee");
+    assert_eq!(d.messages(&tid).await.last().unwrap().1, "notice");
+}
+
+#[tokio::test]
+async fn a_new_request_naming_the_closed_one_opens_a_linked_thread() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let first = d.open_case1().await;
+    d.send("expert", &plus(&first), "Re", "#clore\nFin.").await;
+    let before = d.outbox().await.len();
+    // Sent to the closed thread's token, as the closed-thread notice invites.
+    let body = format!(
+        "Demande précédente : {first}\n{}",
+        form("case1_mycoplasme.txt")
+    );
+    let h = d.send("gp", &plus(&first), "Re", &body).await;
+    let second = thread_of(&h);
+    assert_ne!(second, first);
+    let t = d.thread(&second).await;
+    assert_eq!(t.previous_thread.as_deref(), Some(first.as_str()));
+    assert_eq!(t.category, "infectio");
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("ack", gp.as_str()), ("forward", INFECTIO)]);
+    assert!(
+        sent[0]
+            .text
+            .contains(&format!("Suite de la demande : {first}"))
+    );
+}
+
+// ---- before classification ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_bounce_of_our_mail_fails_its_row_and_alerts_the_admin() {
+    let mut d = Desk::new().await;
+    d.open_case1().await;
+    let ack = d.outbox().await.remove(0);
+    let mut tx = d.store.begin().await.unwrap();
+    d.store
+        .mark_sent(&mut tx, ack.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let row = d.store.get_outbox(ack.id).await.unwrap().unwrap();
+    let dsn = format!(
+        "From: MAILER-DAEMON@hopital.test\r\nTo: {GATEWAY}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <dsn1@hopital.test>\r\nAuto-Submitted: auto-replied\r\nContent-Type: text/plain\r\n\r\n\
+         Action: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 unknown user\r\n\r\n\
+         Message-ID: {}\r\n",
+        row.message_id
+    );
+    let h = d.handle(dsn.into_bytes()).await;
+    assert_eq!(h.outcome, quarantined(Reason::Automatic));
+    let sent = d.outbox().await;
+    assert_eq!(sent[0].status, OutboxStatus::Failed);
+    let alerts: Vec<&Sent> = sent.iter().filter(|s| s.kind == "admin_alert").collect();
+    assert_eq!(alerts.len(), 1, "{sent:#?}");
+    assert_eq!(alerts[0].to, [ADMIN]);
+    assert_eq!(alerts[0].subject, "[teleavis] Message en échec");
+    says(alerts[0], "550 5.1.1");
+}
+
+#[tokio::test]
+async fn the_same_mail_twice_is_handled_once() {
+    let mut d = Desk::new().await;
+    let raw = compose_signed_encrypted(
+        "gp",
+        &plus("infectio"),
+        "gateway",
+        "Demande",
+        &form("case1_mycoplasme.txt"),
+        &["--message-id", "<same@cabinet.test>"],
+    );
+    let first = d.handle(raw.clone()).await;
+    thread_of(&first);
+    // The same bytes (a lost MOVE), then the same Message-ID in other bytes (a resend).
+    let again = d.handle(raw).await;
+    assert_eq!(
+        again.outcome,
+        Outcome::Duplicate {
+            of: first.inbound_id
+        }
+    );
+    let resent = compose_signed_encrypted(
+        "gp",
+        &plus("infectio"),
+        "gateway",
+        "Demande",
+        &form("case1_mycoplasme.txt"),
+        &["--message-id", "<same@cabinet.test>"],
+    );
+    let h = d.handle(resent).await;
+    assert_eq!(
+        h.outcome,
+        Outcome::Duplicate {
+            of: first.inbound_id
+        }
+    );
+    assert_eq!(h.destination, "Traités");
+    assert_eq!(d.store.list_threads(None, None).await.unwrap().len(), 1);
+    assert_eq!(d.outbox().await.len(), 2, "acknowledged and forwarded once");
+    let audit = d.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|(a, s)| a == "inbound.duplicate" && *s == format!("inbound:{}", h.inbound_id))
+    );
+}
+
+#[tokio::test]
+async fn an_unsigned_message_is_quarantined_unanswered() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let e = user_cert("gateway");
+    let raw = compose(&[
+        "--from",
+        &gp,
+        "--to",
+        &plus("infectio"),
+        "--subject",
+        "Demande",
+        "--body",
+        "Bonjour",
+        "--encrypt-to",
+        e.to_str().unwrap(),
+    ]);
+    let h = d.handle(raw).await;
+    assert!(
+        matches!(
+            h.outcome,
+            Outcome::Quarantined {
+                reason: Reason::Smime(_)
+            }
+        ),
+        "{h:?}"
+    );
+    let sent = d.outbox().await;
+    assert_eq!(
+        kinds(&sent),
+        [("admin_alert", ADMIN)],
+        "no reply to an unproven sender"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_thread_is_closed_by_housekeeping_with_a_compte_rendu() {
+    let mut d = Desk::new().await;
+    let gp = user_email("gp");
+    let tid = d.open_case1().await;
+    let now = chrono::Utc::now();
+    let cutoff = now + chrono::Duration::minutes(1);
+    teleavis::intake::autoclose::close_idle_since(&d.intake, cutoff, now)
+        .await
+        .unwrap();
+    assert_eq!(d.thread(&tid).await.status, "terminee");
+    let sent = d.outbox_after(2).await;
+    assert_eq!(
+        kinds(&sent),
+        [
+            ("report", gp.as_str()),
+            ("report", INFECTIO),
+            ("notice", gp.as_str())
+        ]
+    );
+    assert_eq!(
+        sent[2].subject,
+        format!("[{tid}] Clôture automatique — Maladies infectieuses")
+    );
+    says(&sent[2], "close automatiquement après 7 jours");
+    assert!(
+        d.audit()
+            .await
+            .iter()
+            .any(|(a, s)| a == "thread.auto_closed" && *s == tid)
+    );
+    // Closed: a second pass finds nothing to do.
+    teleavis::intake::autoclose::close_idle_since(&d.intake, cutoff, now)
+        .await
+        .unwrap();
+    assert_eq!(d.outbox().await.len(), 5);
+}

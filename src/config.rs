@@ -397,11 +397,15 @@ pub struct CategorySettings {
     pub response_time: String,
     /// Phone number for urgent cases, given in the acknowledgement.
     pub phone: Option<String>,
-    /// Hours within which an expert should answer (the desk's deadline).
+    /// Hours within which an expert should answer (the desk's deadline); fractions allowed
+    /// (`0.5`: 30 minutes). The reminder goes at the deadline, the escalation at twice it.
     #[serde(default = "default_deadline_hours")]
-    pub deadline_hours: u32,
+    pub deadline_hours: f64,
     /// The urgent line's deadline, when the category has one.
     pub urgent_deadline_minutes: Option<u32>,
+    /// Where a thread still unanswered at twice its deadline is escalated (default
+    /// `gateway.admin_address`).
+    pub escalation_address: Option<EmailAddress>,
     #[serde(default)]
     pub fields: Vec<FieldSettings>,
 }
@@ -409,8 +413,8 @@ pub struct CategorySettings {
 /// A category's own form field as configured; the `form` module compiles it into its template.
 pub use crate::form::FieldSettings;
 
-fn default_deadline_hours() -> u32 {
-    48
+fn default_deadline_hours() -> f64 {
+    48.0
 }
 
 /// Where a configuration problem is: which file, which key, what is wrong.
@@ -853,8 +857,15 @@ impl Settings {
             if c.name.trim().is_empty() {
                 p(&key("name"), "empty".into());
             }
-            if c.deadline_hours == 0 {
-                p(&key("deadline_hours"), "must be at least 1".into());
+            // At least a second, at most ten years.
+            if !(c.deadline_hours.is_finite()
+                && c.deadline_hours * 3600.0 >= 1.0
+                && c.deadline_hours <= 87_600.0)
+            {
+                p(
+                    &key("deadline_hours"),
+                    "must be a number of hours above 0 (fractions allowed)".into(),
+                );
             }
             if c.urgent_deadline_minutes == Some(0) {
                 p(&key("urgent_deadline_minutes"), "must be at least 1".into());

@@ -68,6 +68,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tasks.spawn(worker.run(stop_rx.clone()));
     }
     tasks.spawn(housekeeping(intake.clone(), stop_tx.subscribe()));
+    tasks.spawn(deadline_tick(intake.clone(), stop_tx.subscribe()));
     if let Some(file) = settings.directory.file.clone() {
         tasks.spawn(crate::directory::watch::run(
             store.clone(),
@@ -300,6 +301,19 @@ async fn session(
 }
 
 /// Closes idle threads and retries held messages, once a minute.
+/// Desk (issue 10): the reminders and escalations of deadlines, from the database, every
+/// `deadlines::TICK`. Safe on every instance: each step is claimed by one transaction.
+async fn deadline_tick(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::intake::deadlines::tick(&intake, chrono::Utc::now()).await {
+            warn!(error = %format!("{e:#}"), "deadline reminders failed");
+        }
+        if sleep_or_stop(crate::intake::deadlines::TICK, &mut stop).await {
+            return;
+        }
+    }
+}
+
 async fn housekeeping(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = intake.housekeeping().await {

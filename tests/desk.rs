@@ -13,7 +13,7 @@ use chrono::Utc;
 use common::{
     MailSystem, compose_signed_encrypted, header_values, open_as, split_message, user_email,
 };
-use gateway::{Db, Gateway, INFECTIO};
+use gateway::{ADMIN, Db, Gateway, INFECTIO, postgres_available};
 
 const T: Duration = Duration::from_secs(60);
 const ON_DUTY: &str = "dr.legrand@hopital.test";
@@ -252,4 +252,189 @@ fn urgent_request_gets_the_short_deadline_and_the_urgent_notice() {
     let overdue = gw.cli_json(&["threads", "list", "--overdue", "--format", "json"]);
     assert_eq!(overdue.as_array().unwrap().len(), 0, "{overdue}");
     gw.stop();
+}
+
+/// Shortens infectio's deadline to 18 s (`deadline_hours` takes fractions): the reminder is due
+/// 18 s after the request, the escalation 36 s after it (the daemon looks every 10 s).
+fn short_deadline(gw: &Gateway) {
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let text = text.replacen(
+        "urgent_deadline_minutes = 30\n",
+        "urgent_deadline_minutes = 30\ndeadline_hours = 0.005\n",
+        1,
+    );
+    assert!(text.contains("deadline_hours = 0.005"));
+    std::fs::write(&gw.config, text).unwrap();
+}
+
+/// The threads of the `Relance` messages in `who`'s mailbox (opened as `user`), checking each
+/// one's subject and that it names no patient.
+fn relances(mail: &MailSystem, who: &str, user: &str) -> Vec<String> {
+    let mut out = vec![];
+    for raw in mail.fetch(who, "INBOX") {
+        let m = open_as(user, &raw);
+        let subject = m["headers"]["Subject"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !subject.contains("Relance") {
+            continue;
+        }
+        let tid = header_values(&raw, "X-Teleavis-Thread").remove(0);
+        assert_eq!(subject, format!("[{tid}] Relance — Maladies infectieuses"));
+        assert_eq!(m["verified"], true);
+        let text = m["text"].as_str().unwrap().to_lowercase();
+        let head = String::from_utf8_lossy(split_message(&raw).0).to_lowercase();
+        for secret in ["julie", "23/01/1991", "291015746312381", "mycoplasme"] {
+            assert!(
+                !head.contains(secret) && !text.contains(secret),
+                "{secret} in a relance"
+            );
+        }
+        assert!(text.contains(&tid.to_lowercase()), "{text}");
+        out.push(tid);
+    }
+    out
+}
+
+fn case1() -> String {
+    std::fs::read_to_string(common::repo_root().join("tests/data/forms/case1_mycoplasme.txt"))
+        .unwrap()
+}
+
+#[test]
+fn an_unanswered_request_is_reminded_once_then_escalated_once_across_a_restart() {
+    let mail = MailSystem::start();
+    let mut gw = Gateway::new(&mail, Db::Sqlite);
+    short_deadline(&gw);
+    gw.start();
+    let opened = std::time::Instant::now();
+    let to = "teleexpertise+infectio@hopital.test";
+    send_as(&mail, "gp", to, "Demande d'avis", &case1());
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 1, T),
+        "no forward\n{}",
+        gw.log()
+    );
+    let first = header_values(
+        &mail.fetch(INFECTIO, "INBOX").remove(0),
+        "X-Teleavis-Thread",
+    )
+    .remove(0);
+    // A second request, answered by the expert at once: it gets neither.
+    send_as(&mail, "gp", to, "Demande d'avis", &case1());
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 2, T),
+        "no forward\n{}",
+        gw.log()
+    );
+    let answered = gw
+        .threads()
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .find(|id| *id != first)
+        .unwrap();
+    send_as(
+        &mail,
+        "expert",
+        &format!("teleexpertise+{}@hopital.test", answered.to_lowercase()),
+        &format!("RE: [{answered}] Nouvelle demande — Maladies infectieuses"),
+        "PCR sur les urines.\n",
+    );
+    let gp = user_email("gp");
+    assert!(
+        mail.wait_for_count(&gp, "INBOX", 3, T),
+        "answer not relayed\n{}",
+        gw.log()
+    );
+    // The daemon stops before the deadline and is started again after it.
+    gw.stop();
+    assert!(
+        opened.elapsed() < Duration::from_secs(18),
+        "too slow to test the restart"
+    );
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(opened.elapsed()));
+    assert!(relances(&mail, INFECTIO, INFECTIO).is_empty());
+    gw.start();
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 3, T),
+        "no reminder\n{}",
+        gw.log()
+    );
+    assert_eq!(relances(&mail, INFECTIO, INFECTIO), vec![first.clone()]);
+    let reminder = mail.fetch(INFECTIO, "INBOX").remove(2);
+    let text = open_as(INFECTIO, &reminder)["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("n'a pas reçu de réponse dans le délai"),
+        "{text}"
+    );
+    assert!(text.contains("#prendre") && text.contains(ADMIN), "{text}");
+    // Twice the deadline: the escalation, to the admin (no escalation_address).
+    assert!(
+        mail.wait_for_count(ADMIN, "INBOX", 1, T),
+        "no escalation\n{}",
+        gw.log()
+    );
+    assert_eq!(relances(&mail, ADMIN, "admin"), vec![first.clone()]);
+    let escalation = open_as("admin", &mail.fetch(ADMIN, "INBOX").remove(0));
+    let text = escalation["text"].as_str().unwrap();
+    assert!(
+        text.contains("toujours sans réponse au double de son délai"),
+        "{text}"
+    );
+    // Another restart, and more than a tick later: neither is sent again.
+    gw.stop();
+    gw.start();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(relances(&mail, INFECTIO, INFECTIO), vec![first.clone()]);
+    assert_eq!(relances(&mail, ADMIN, "admin"), vec![first.clone()]);
+    let shown = gw.cli_json(&["threads", "show", &answered, "--format", "json"]);
+    assert!(shown["deadline_stopped_at"].is_string(), "{shown}");
+    gw.stop();
+}
+
+#[test]
+fn two_instances_on_postgresql_send_one_reminder_and_one_escalation() {
+    if !postgres_available() {
+        return;
+    }
+    let mail = MailSystem::start();
+    let mut a = Gateway::new(&mail, Db::Postgres);
+    short_deadline(&a);
+    let mut b = a.sharing_database();
+    a.start();
+    b.start();
+    send_as(
+        &mail,
+        "gp",
+        "teleexpertise+infectio@hopital.test",
+        "Demande d'avis",
+        &case1(),
+    );
+    assert!(
+        mail.wait_for_count(INFECTIO, "INBOX", 2, T),
+        "no reminder\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        mail.wait_for_count(ADMIN, "INBOX", 1, T),
+        "no escalation\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    // More than a tick later, both instances running: still one of each.
+    std::thread::sleep(Duration::from_secs(12));
+    let tid = header_values(
+        &mail.fetch(INFECTIO, "INBOX").remove(0),
+        "X-Teleavis-Thread",
+    )
+    .remove(0);
+    assert_eq!(relances(&mail, INFECTIO, INFECTIO), vec![tid.clone()]);
+    assert_eq!(relances(&mail, ADMIN, "admin"), [tid]);
+    a.stop();
+    b.stop();
 }

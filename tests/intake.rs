@@ -820,3 +820,83 @@ async fn an_idle_thread_is_closed_by_housekeeping_with_a_compte_rendu() {
         .unwrap();
     assert_eq!(d.outbox().await.len(), 5);
 }
+
+// ---- deadlines (issue 10): reminder and escalation, on an injected clock ------------------
+
+#[tokio::test]
+async fn an_unanswered_thread_is_reminded_at_its_deadline_then_escalated_at_twice_it() {
+    use teleavis::intake::deadlines::tick;
+    let mut d = Desk::new().await;
+    let opened = chrono::Utc::now();
+    let tid = d.open_case1().await;
+    let before = d.outbox().await.len();
+    let hours = |h: i64| opened + chrono::Duration::hours(h) + chrono::Duration::minutes(1);
+    // Before the deadline (48 h): nothing.
+    assert_eq!(tick(&d.intake, hours(47)).await.unwrap(), 0);
+    assert!(d.outbox_after(before).await.is_empty());
+    // At the deadline: one reminder to the group, and only one however often the tick runs.
+    assert_eq!(tick(&d.intake, hours(48)).await.unwrap(), 1);
+    assert_eq!(tick(&d.intake, hours(49)).await.unwrap(), 0);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("reminder", INFECTIO)]);
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Relance — Maladies infectieuses")
+    );
+    says(&sent[0], &tid);
+    says(&sent[0], "n'a pas reçu de réponse dans le délai");
+    says(&sent[0], ADMIN);
+    for secret in ["Julie", "mycoplasme", "291015746312381"] {
+        assert!(!sent[0].text.contains(secret), "{secret} in the reminder");
+    }
+    // At twice the deadline: one escalation to the admin (no escalation_address configured).
+    assert_eq!(tick(&d.intake, hours(96)).await.unwrap(), 1);
+    assert_eq!(tick(&d.intake, hours(200)).await.unwrap(), 0);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("reminder", INFECTIO), ("reminder", ADMIN)]);
+    assert_eq!(
+        sent[1].subject,
+        format!("[{tid}] Relance — Maladies infectieuses")
+    );
+    says(&sent[1], "toujours sans réponse au double de son délai");
+    let audit = d.audit().await;
+    for action in ["thread.reminder", "thread.escalation"] {
+        let n = audit
+            .iter()
+            .filter(|(a, s)| a == action && *s == tid)
+            .count();
+        assert_eq!(n, 1, "{action} in {audit:?}");
+    }
+    // Both are in the thread's record, as notices sent.
+    let messages = d.messages(&tid).await;
+    let out_notices = messages
+        .iter()
+        .filter(|(dir, k)| dir == "out" && k == "notice")
+        .count();
+    assert_eq!(out_notices, 2, "{messages:?}");
+}
+
+#[tokio::test]
+async fn an_answer_prendre_or_annuler_before_the_deadline_means_no_reminder() {
+    use teleavis::intake::deadlines::tick;
+    let late = chrono::Utc::now() + chrono::Duration::days(30);
+    for (user, body) in [
+        ("expert", "PCR sur les urines."),
+        ("expert", "#prendre"),
+        ("gp", "#annuler"),
+    ] {
+        let mut d = Desk::new().await;
+        let tid = d.open_case1().await;
+        let before = d.outbox().await.len();
+        d.send(user, &plus(&tid), &format!("Re: [{tid}]"), body)
+            .await;
+        let after = d.outbox().await.len();
+        assert_eq!(tick(&d.intake, late).await.unwrap(), 0, "after {body}");
+        assert_eq!(d.outbox().await.len(), after, "after {body}");
+        assert!(after > before, "{body} was handled");
+        assert!(
+            !d.audit().await.iter().any(|(a, _)| a == "thread.reminder"),
+            "after {body}"
+        );
+    }
+}

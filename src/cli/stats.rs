@@ -172,7 +172,7 @@ pub async fn stats(
             g.minutes.push(minutes);
             let deadline = settings
                 .category(&r.category)
-                .map(|c| i64::from(c.deadline_hours) * 60)
+                .map(|c| (c.deadline_hours * 60.0).round() as i64)
                 .unwrap_or(48 * 60);
             if minutes <= deadline {
                 g.within += 1;

@@ -37,14 +37,15 @@ pub fn deadline(category: &Category, urgent: bool, now: DateTime<Utc>) -> DateTi
 
 /// The deadline from a category's two keys.
 pub fn due(
-    deadline_hours: u32,
+    deadline_hours: f64,
     urgent_deadline_minutes: Option<u32>,
     urgent: bool,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     match (urgent, urgent_deadline_minutes) {
         (true, Some(m)) => now + Duration::minutes(i64::from(m)),
-        _ => now + Duration::hours(i64::from(deadline_hours)),
+        // `check-config` keeps the hours between a second and ten years: no overflow.
+        _ => now + Duration::milliseconds((deadline_hours * 3_600_000.0).round() as i64),
     }
 }
 
@@ -91,6 +92,8 @@ mod tests {
         assert_eq!(deadline(&c, true, now), now + Duration::hours(48));
         c.urgent_deadline_minutes = Some(30);
         assert_eq!(deadline(&c, true, now), now + Duration::minutes(30));
+        c.deadline_hours = 0.005;
+        assert_eq!(deadline(&c, false, now), now + Duration::seconds(18));
         assert_eq!(
             french_time(now, chrono_tz::Europe::Paris),
             "mardi 01/12/2026 à 14:00"

@@ -11,6 +11,7 @@ pub mod autoreply;
 pub mod bounce;
 pub mod classify;
 pub mod content;
+pub mod deadlines;
 pub mod effects;
 pub mod envelope;
 pub mod notices;

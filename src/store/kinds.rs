@@ -91,6 +91,8 @@ text_enum! {
         Notice = "notice",
         /// To the administrator: quarantine, bounce, held or failed mail.
         AdminAlert = "admin_alert",
+        /// The desk's reminder at a thread's deadline, or its escalation at twice it.
+        Reminder = "reminder",
     }
 }
 
@@ -119,7 +121,9 @@ impl OutboxKind {
             OutboxKind::Answer => MessageKind::Answer,
             OutboxKind::FollowUp => MessageKind::FollowUp,
             OutboxKind::Report => MessageKind::Report,
-            OutboxKind::Notice | OutboxKind::AdminAlert => MessageKind::Notice,
+            OutboxKind::Notice | OutboxKind::AdminAlert | OutboxKind::Reminder => {
+                MessageKind::Notice
+            }
         }
     }
 }
@@ -150,6 +154,7 @@ mod tests {
             "report",
             "notice",
             "admin_alert",
+            "reminder",
         ] {
             let kind: OutboxKind = k.parse().unwrap();
             assert_eq!(kind, k);

@@ -43,7 +43,7 @@ use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
-pub use deadlines::ThreadDeadline;
+pub use deadlines::{DeadlineStep, PendingDeadline, ThreadDeadline};
 pub use directory::{DIRECTORY_BATCH, DirectoryEntry, DirectoryImport};
 pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};

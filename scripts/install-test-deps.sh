@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages the teleavis tests and demo need: a real
 # Postfix and Dovecot (run privately by scripts/mailsys.py, never as the system instances),
-# openssl, poppler-utils (pdftotext for the compte-rendu PDF), DejaVu fonts, the OpenSSL
+# openssl, poppler-utils (pdftotext for the compte-rendu PDF), chromium (headless, prints the
+# `stats --format html` page to PDF in the tests), DejaVu fonts, the OpenSSL
 # headers for the openssl crate, and python3 for scripts/mailsys.py and tests/support/mailtool.py.
 # Usage (as root): scripts/install-test-deps.sh        Idempotent; `apt-get update` only when
 # something has to be installed.
 set -euo pipefail
 
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils chromium
           fonts-dejavu-core libssl-dev pkg-config python3)
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -53,8 +53,11 @@ enum Command {
         to: Option<String>,
         #[arg(long, default_value = "month")]
         by: String,
+        /// table, csv, json, or html (a page with charts; with --output FILE)
         #[arg(long, default_value = "table")]
         format: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Rejected mail
     Quarantine {
@@ -212,7 +215,8 @@ fn main() -> ExitCode {
                 to,
                 by,
                 format,
-            } => cli::stats(&settings, from, to, &by, fmt(&format)?).await,
+                output,
+            } => cli::stats(&settings, from, to, &by, fmt(&format)?, output).await,
             Command::Quarantine {
                 command: QuarantineCommand::List { format },
             } => cli::quarantine_list(&settings, fmt(&format)?).await,

@@ -900,3 +900,109 @@ async fn an_answer_prendre_or_annuler_before_the_deadline_means_no_reminder() {
         );
     }
 }
+
+// ---- stats (issue 10): the HTML page with its charts, as a browser prints it --------------
+
+#[tokio::test]
+async fn stats_html_prints_with_its_charts_axis_labels_and_figures() {
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    // A second request (its own text, so not a replay of the first).
+    let second = format!("{}\nMerci.\n", form("case1_mycoplasme.txt"));
+    let h = d.send("gp", &plus("infectio"), "Demande", &second).await;
+    assert_ne!(thread_of(&h), tid);
+    d.send(
+        "expert",
+        &plus(&tid),
+        &format!("Re: [{tid}]"),
+        "PCR sur les urines.",
+    )
+    .await;
+    let dir = d._dir.path();
+    let html = dir.join("stats.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_teleavis"))
+        .arg("--config")
+        .arg(dir.join("teleavis.toml"))
+        .args(["stats", "--by", "category", "--format", "html", "--output"])
+        .arg(&html)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Self-contained: no script, no stylesheet, image or font to fetch.
+    for external in ["<script", "src=", "href=", "https://", "@import", "url("] {
+        assert!(!page.contains(external), "{external} in the page");
+    }
+    assert_eq!(page.matches("<svg").count(), 2, "two charts");
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium (scripts/install-test-deps.sh installs it)");
+    let pdf = dir.join("stats.pdf");
+    // Bounded: a browser that hangs fails the test instead of holding it.
+    let printed = std::process::Command::new("timeout")
+        .args(["120", chromium])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        pdf.exists(),
+        "chromium printed nothing: {}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    for label in [
+        "Téléexpertise Hôpital de test",
+        "statistiques",
+        "Demandes par catégorie",
+        "Délai médian de réponse par catégorie",
+        "Demandes",
+        "Minutes",
+        "infectio",
+        "Catégorie",
+        "Répondues",
+        "Requérants",
+        "Closes",
+    ] {
+        assert!(
+            text.contains(label),
+            "{label:?} not in the printed page:\n{text}"
+        );
+    }
+    // The table's row: 2 requests, 1 requérant, 1 answered, median/p90/mean 0 min, 50 %
+    // within the deadline, none closed.
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("infectio") && l.contains("50.0"))
+        .unwrap_or_else(|| panic!("no figures row in:\n{text}"));
+    let figures: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        figures,
+        ["infectio", "2", "1", "1", "0", "0", "0", "50.0", "0"],
+        "{text}"
+    );
+}

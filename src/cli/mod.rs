@@ -5,6 +5,7 @@ mod directory;
 mod quarantine;
 mod roster;
 mod stats;
+mod stats_html;
 mod threads;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub enum Format {
     Json,
     Csv,
     Pdf,
+    Html,
 }
 
 impl Format {
@@ -41,6 +43,7 @@ impl Format {
             "json" => Format::Json,
             "csv" => Format::Csv,
             "pdf" => Format::Pdf,
+            "html" => Format::Html,
             other => return Err(UsageError(format!("unknown --format {other:?}")).into()),
         })
     }

@@ -41,7 +41,7 @@ pub struct GroupStats {
 }
 
 impl GroupStats {
-    fn cells(&self) -> Vec<String> {
+    pub(super) fn cells(&self) -> Vec<String> {
         let opt = |v: Option<i64>| v.map(|m| m.to_string()).unwrap_or_default();
         vec![
             self.requests.to_string(),
@@ -94,13 +94,18 @@ pub async fn stats(
     to: Option<String>,
     by: &str,
     format: Format,
+    output: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
+    if output.is_some() && format != Format::Html {
+        return Err(UsageError("--output is for --format html".into()).into());
+    }
     if !["month", "category", "department", "specialty"].contains(&by) {
         return Err(UsageError(format!(
             "--by {by:?}: expected month, category, department or specialty"
         ))
         .into());
     }
+    let (from_day, to_day) = (from.clone(), to.clone());
     let from = match from {
         Some(s) => parse_day(&s, "--from")?,
         None => DateTime::<Utc>::UNIX_EPOCH,
@@ -243,6 +248,24 @@ pub async fn stats(
                 })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Html => {
+            let period = match (from_day, to_day) {
+                (None, None) => String::new(),
+                (f, t) => format!(
+                    " — du {} au {}",
+                    f.as_deref().unwrap_or("début"),
+                    t.as_deref().unwrap_or("ce jour")
+                ),
+            };
+            let network = &settings.gateway.network;
+            let title = format!("Téléexpertise {network} — statistiques{period}");
+            let page = super::stats_html::render(&title, by, &table);
+            match output {
+                Some(path) => std::fs::write(&path, page)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                None => print!("{page}"),
+            }
         }
         Format::Pdf => return Err(UsageError("stats has no pdf format".into()).into()),
     }

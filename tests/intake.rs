@@ -1006,3 +1006,37 @@ async fn stats_html_prints_with_its_charts_axis_labels_and_figures() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_reminder_also_goes_to_the_experts_on_duty_then() {
+    use teleavis::intake::deadlines::tick;
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    let at = chrono::Utc::now() + chrono::Duration::hours(48) + chrono::Duration::minutes(1);
+    let on_duty = "dr.legrand@hopital.test";
+    let slot = teleavis::store::RosterSlot {
+        category: "infectio".into(),
+        starts_at: at - chrono::Duration::hours(1),
+        ends_at: at + chrono::Duration::hours(1),
+        expert: on_duty.into(),
+    };
+    let mut tx = d.store.begin().await.unwrap();
+    d.store
+        .roster_replace(&mut tx, &["infectio".into()], &[slot])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = d.outbox().await.len();
+    assert_eq!(tick(&d.intake, at).await.unwrap(), 1);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(
+        kinds(&sent),
+        [("reminder", INFECTIO), ("reminder", on_duty)]
+    );
+    for s in &sent {
+        assert_eq!(
+            s.subject,
+            format!("[{tid}] Relance — Maladies infectieuses")
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! Desk (issue 10): the reminder at a thread's deadline (to its category's group) and the
+//! Desk (issue 10): the reminder at a thread's deadline (to its category's group and the
+//! experts on duty then, one mail each) and the
 //! escalation at twice the deadline (to the category's `escalation_address`), subject
 //! `[TE-…] Relance — <catégorie>`. The daemon's tick reads what is due from the database; each
 //! step is claimed, queued and audited in ONE transaction, so a restart neither repeats nor
@@ -9,6 +10,7 @@ use tracing::{info, warn};
 
 use super::effects;
 use super::{Intake, notices};
+use crate::address::EmailAddress;
 use crate::desk::deadline::french_time;
 use crate::store::{DeadlineStep, OutboxKind, PendingDeadline};
 use crate::thread::{self, ThreadId};
@@ -55,7 +57,7 @@ async fn send_step(
     let s = &intake.settings;
     let tz = intake.catalogue.tz;
     let due = french_time(pending.deadline_at, tz);
-    let (to, text, action) = match step {
+    let (to, text, action): (EmailAddress, String, &str) = match step {
         DeadlineStep::Reminder => (
             category.group_address.clone(),
             notices::reminder(s, &id, category, &due),
@@ -76,11 +78,28 @@ async fn send_step(
         tx.rollback().await?;
         return Ok(false);
     }
-    let subject = thread::subject(&id, &category.name, "Relance");
-    let m = crate::outbox::gateway_message(s, vec![to.clone()], subject, text, Some(tid));
-    effects::send(intake, &mut tx, tid, OutboxKind::Reminder, m, now).await?;
+    let mut recipients = vec![to];
+    if step == DeadlineStep::Reminder {
+        // The experts on duty in the category now, as for the on-duty notice.
+        let slots = (intake.store)
+            .roster_slots(&mut tx, Some(&category.id), Some(now))
+            .await?;
+        for slot in slots {
+            if let Ok(a) = EmailAddress::parse(&slot.expert)
+                && !recipients.iter().any(|r| r.base() == a.base())
+            {
+                recipients.push(a);
+            }
+        }
+    }
+    for r in &recipients {
+        let subject = thread::subject(&id, &category.name, "Relance");
+        let m =
+            crate::outbox::gateway_message(s, vec![r.clone()], subject, text.clone(), Some(tid));
+        effects::send(intake, &mut tx, tid, OutboxKind::Reminder, m, now).await?;
+    }
     let detail = serde_json::json!({
-        "to": to.to_string(),
+        "to": recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "deadline_at": pending.deadline_at.to_rfc3339(),
     });
     intake

@@ -141,6 +141,7 @@ say "The record"
 "$bin" --config "$cfg" report "$tid" --format text > "$DEMO_DIR/compte-rendu-$tid.txt"
 "$bin" --config "$cfg" audit verify
 "$bin" --config "$cfg" stats --by department
+"$bin" --config "$cfg" stats --by department --format html --output "$DEMO_DIR/stats.html"
 
 say "Where to read it"
 cat <<EOF_WHERE
@@ -149,6 +150,7 @@ cat <<EOF_WHERE
   GP's mail (raw):      $DEMO_DIR/gp/   (maildir: $(j maildir_root)/cabinet.test/dr.martin)
   group's mail (raw):   $DEMO_DIR/group/
   on-duty notice (raw): $DEMO_DIR/expert/
+  statistics (HTML):    $DEMO_DIR/stats.html
   gateway log:          $DEMO_DIR/teleavis.log
   thread:               $bin --config $cfg threads show $tid
 EOF_WHERE

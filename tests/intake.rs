@@ -938,7 +938,8 @@ async fn stats_html_prints_with_its_charts_axis_labels_and_figures() {
     for external in ["<script", "src=", "href=", "https://", "@import", "url("] {
         assert!(!page.contains(external), "{external} in the page");
     }
-    assert_eq!(page.matches("<svg").count(), 2, "two charts");
+    // Requests per month, category, department and specialty; the response times.
+    assert_eq!(page.matches("<svg").count(), 5, "five charts");
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| {
@@ -979,9 +980,13 @@ async fn stats_html_prints_with_its_charts_axis_labels_and_figures() {
         "Téléexpertise Hôpital de test",
         "statistiques",
         "Demandes par catégorie",
-        "Délai médian de réponse par catégorie",
-        "Demandes",
-        "Minutes",
+        "Demandes par mois",
+        "Demandes par département",
+        "Demandes par spécialité",
+        "Délais de première réponse",
+        "Demandes répondues",
+        "< 30 min",
+        "> 48 h",
         "infectio",
         "Catégorie",
         "Répondues",

@@ -141,72 +141,14 @@ pub async fn stats(
         .parse()
         .unwrap_or(chrono_tz::Europe::Paris);
 
-    #[derive(Default)]
-    struct Acc {
-        requests: usize,
-        requesters: BTreeSet<String>,
-        minutes: Vec<i64>,
-        within: usize,
-        closed: usize,
-    }
-    let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
-    for r in &rows {
-        let form = forms.get(&r.thread_id).and_then(|f| f.as_ref());
-        let entry = directory.get(&r.requester.to_lowercase());
-        let key = match by {
-            "month" => Some(r.created_at.with_timezone(&tz).format("%Y-%m").to_string()),
-            "category" => Some(r.category.clone()),
-            "department" => entry
-                .and_then(|e| e.department.clone())
-                .or_else(|| form_field(form, &["departement", "code_postal"])),
-            _ => entry
-                .and_then(|e| {
-                    e.specialty
-                        .as_deref()
-                        .map(|s| crate::directory::specialty_label(s).to_owned())
-                        .or_else(|| e.profession.clone())
-                })
-                .or_else(|| form_field(form, &["specialite"])),
-        }
-        .unwrap_or_else(|| "inconnu".into());
-        let g = groups.entry(key).or_default();
-        g.requests += 1;
-        g.requesters.insert(r.requester.to_lowercase());
-        if let Some(a) = r.first_answer_at {
-            let minutes = (a - r.created_at).num_minutes();
-            g.minutes.push(minutes);
-            let deadline = settings
-                .category(&r.category)
-                .map(|c| (c.deadline_hours * 60.0).round() as i64)
-                .unwrap_or(48 * 60);
-            if minutes <= deadline {
-                g.within += 1;
-            }
-        }
-        if r.status == "terminee" {
-            g.closed += 1;
-        }
-    }
-    let table: Vec<(String, GroupStats)> = groups
-        .into_iter()
-        .map(|(k, mut g)| {
-            g.minutes.sort_unstable();
-            let answered = g.minutes.len();
-            let stats = GroupStats {
-                requests: g.requests,
-                distinct_requesters: g.requesters.len(),
-                answered,
-                median_response_minutes: median(&g.minutes),
-                p90_response_minutes: percentile(&g.minutes, 90),
-                mean_response_minutes: (answered > 0)
-                    .then(|| g.minutes.iter().sum::<i64>() / answered as i64),
-                within_deadline_pct: (g.requests > 0)
-                    .then(|| 100.0 * g.within as f64 / g.requests as f64),
-                closed: g.closed,
-            };
-            (k, stats)
-        })
-        .collect();
+    let data = Data {
+        settings,
+        rows: &rows,
+        forms: &forms,
+        directory: &directory,
+        tz,
+    };
+    let table = data.groups(by);
     let mut header = vec![by];
     header.extend(FIELDS);
     match format {
@@ -260,7 +202,18 @@ pub async fn stats(
             };
             let network = &settings.gateway.network;
             let title = format!("Téléexpertise {network} — statistiques{period}");
-            let page = super::stats_html::render(&title, by, &table);
+            // The seed's charts: every grouping (the `--by` one first), and the response times.
+            let mut sections = vec![(by, table.clone())];
+            for other in ["month", "category", "department", "specialty"] {
+                if other != by {
+                    sections.push((other, data.groups(other)));
+                }
+            }
+            let minutes: Vec<i64> = rows
+                .iter()
+                .filter_map(|r| r.first_answer_at.map(|a| (a - r.created_at).num_minutes()))
+                .collect();
+            let page = super::stats_html::render(&title, &sections, &minutes);
             match output {
                 Some(path) => std::fs::write(&path, page)
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
@@ -270,6 +223,96 @@ pub async fn stats(
         Format::Pdf => return Err(UsageError("stats has no pdf format".into()).into()),
     }
     Ok(())
+}
+
+/// What `stats` reads, once: the rows of the period, the forms, the requérants' directory
+/// entries.
+struct Data<'a> {
+    settings: &'a Settings,
+    rows: &'a [crate::store::ThreadStatsRow],
+    forms: &'a HashMap<String, Option<RequestForm>>,
+    directory: &'a HashMap<String, DirectoryEntry>,
+    tz: chrono_tz::Tz,
+}
+
+impl Data<'_> {
+    /// The figures per group for `--by by`, ordered by group.
+    fn groups(&self, by: &str) -> Vec<(String, GroupStats)> {
+        let Data {
+            settings,
+            rows,
+            forms,
+            directory,
+            tz,
+        } = self;
+        let rows = *rows;
+        #[derive(Default)]
+        struct Acc {
+            requests: usize,
+            requesters: BTreeSet<String>,
+            minutes: Vec<i64>,
+            within: usize,
+            closed: usize,
+        }
+        let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
+        for r in rows {
+            let form = forms.get(&r.thread_id).and_then(|f| f.as_ref());
+            let entry = directory.get(&r.requester.to_lowercase());
+            let key = match by {
+                "month" => Some(r.created_at.with_timezone(tz).format("%Y-%m").to_string()),
+                "category" => Some(r.category.clone()),
+                "department" => entry
+                    .and_then(|e| e.department.clone())
+                    .or_else(|| form_field(form, &["departement", "code_postal"])),
+                _ => entry
+                    .and_then(|e| {
+                        e.specialty
+                            .as_deref()
+                            .map(|s| crate::directory::specialty_label(s).to_owned())
+                            .or_else(|| e.profession.clone())
+                    })
+                    .or_else(|| form_field(form, &["specialite"])),
+            }
+            .unwrap_or_else(|| "inconnu".into());
+            let g = groups.entry(key).or_default();
+            g.requests += 1;
+            g.requesters.insert(r.requester.to_lowercase());
+            if let Some(a) = r.first_answer_at {
+                let minutes = (a - r.created_at).num_minutes();
+                g.minutes.push(minutes);
+                let deadline = settings
+                    .category(&r.category)
+                    .map(|c| (c.deadline_hours * 60.0).round() as i64)
+                    .unwrap_or(48 * 60);
+                if minutes <= deadline {
+                    g.within += 1;
+                }
+            }
+            if r.status == "terminee" {
+                g.closed += 1;
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(k, mut g)| {
+                g.minutes.sort_unstable();
+                let answered = g.minutes.len();
+                let stats = GroupStats {
+                    requests: g.requests,
+                    distinct_requesters: g.requesters.len(),
+                    answered,
+                    median_response_minutes: median(&g.minutes),
+                    p90_response_minutes: percentile(&g.minutes, 90),
+                    mean_response_minutes: (answered > 0)
+                        .then(|| g.minutes.iter().sum::<i64>() / answered as i64),
+                    within_deadline_pct: (g.requests > 0)
+                        .then(|| 100.0 * g.within as f64 / g.requests as f64),
+                    closed: g.closed,
+                };
+                (k, stats)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -106,15 +106,78 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// The page for groups by `by`, with `title` (network and period) on top.
-pub fn render(title: &str, by: &str, table: &[(String, GroupStats)]) -> String {
-    let requests: Vec<(String, Option<f64>)> = table
+/// The response-time classes of the distribution chart: (label, upper bound in minutes).
+const CLASSES: [(&str, i64); 6] = [
+    ("< 30 min", 30),
+    ("30 min – 2 h", 120),
+    ("2 – 6 h", 360),
+    ("6 – 24 h", 1440),
+    ("24 – 48 h", 2880),
+    ("> 48 h", i64::MAX),
+];
+
+/// The page: for each `(by, groups)` a chart of the requests per group, then the distribution
+/// of the response times (`minutes`, one per answered request), then each grouping's table.
+pub fn render(
+    title: &str,
+    sections: &[(&str, Vec<(String, GroupStats)>)],
+    minutes: &[i64],
+) -> String {
+    let mut charts = String::new();
+    for (by, table) in sections {
+        let bars: Vec<(String, Option<f64>)> = table
+            .iter()
+            .map(|(k, g)| (k.clone(), Some(g.requests as f64)))
+            .collect();
+        charts.push_str(&bar_chart(
+            &format!("Demandes par {}", by_word(by)),
+            "Demandes",
+            &bars,
+        ));
+    }
+    let mut counts = [0usize; CLASSES.len()];
+    for m in minutes {
+        if let Some(i) = CLASSES.iter().position(|(_, upper)| m < upper) {
+            counts[i] += 1;
+        }
+    }
+    let bars: Vec<(String, Option<f64>)> = CLASSES
         .iter()
-        .map(|(k, g)| (k.clone(), Some(g.requests as f64)))
+        .zip(counts)
+        .map(|((label, _), n)| (label.to_string(), Some(n as f64)))
         .collect();
-    let median: Vec<(String, Option<f64>)> = table
-        .iter()
-        .map(|(k, g)| (k.clone(), g.median_response_minutes.map(|m| m as f64)))
+    charts.push_str(&bar_chart(
+        "Délais de première réponse",
+        "Demandes répondues",
+        &bars,
+    ));
+    let mut tables = String::new();
+    for (by, table) in sections {
+        tables.push_str(&table_html(by, table));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>{t}</title>\n<style>\n@page {{ size: A4; margin: 12mm; }}\n\
+         body {{ font-family: 'DejaVu Sans', sans-serif; margin: 0 1em; color: #222; }}\n\
+         h1 {{ font-size: 20px; }}\nh2 {{ font-size: 15px; margin-top: 1.5em; break-after: avoid; \
+         page-break-after: avoid; }}\n\
+         table {{ border-collapse: collapse; margin-top: 0.5em; font-size: 11px; \
+         page-break-inside: avoid; }}\n\
+         th, td {{ border: 1px solid #999; padding: 3px 6px; text-align: right; }}\n\
+         th {{ background: #eee; }}\ntd:first-child, th:first-child {{ white-space: nowrap; }}\n\
+         svg {{ display: block; margin: 1em 0; max-width: 100%; height: auto; \
+         page-break-inside: avoid; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n{charts}{tables}\
+         </body>\n</html>\n",
+        t = esc(title),
+    )
+}
+
+/// One grouping's table: the columns in the contract's order (`FIELDS`), named for people;
+/// the field's name is the cell's title.
+fn table_html(by: &str, table: &[(String, GroupStats)]) -> String {
+    let head: String = std::iter::once((by, by_title(by)))
+        .chain(FIELDS.into_iter().zip(COLUMNS))
+        .map(|(field, label)| format!("<th title=\"{}\">{}</th>", esc(field), esc(label)))
         .collect();
     let mut rows = String::new();
     for (k, g) in table {
@@ -124,31 +187,9 @@ pub fn render(title: &str, by: &str, table: &[(String, GroupStats)]) -> String {
         }
         rows.push_str("</tr>\n");
     }
-    // The columns in the contract's order (`FIELDS`), named for people; the field's name is
-    // the cell's title.
-    let head: String = std::iter::once((by, by_title(by)))
-        .chain(FIELDS.into_iter().zip(COLUMNS))
-        .map(|(field, label)| format!("<th title=\"{}\">{}</th>", esc(field), esc(label)))
-        .collect();
     format!(
-        "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>{t}</title>\n<style>\nbody {{ font-family: 'DejaVu Sans', sans-serif; \
-         margin: 2em; color: #222; }}\ntable {{ border-collapse: collapse; margin-top: 1em; font-size: 11px; }}\n\
-         th, td {{ border: 1px solid #999; padding: 3px 6px; text-align: right; }}\n\
-         th {{ background: #eee; }}\nsvg {{ display: block; margin: 1em 0; }}\n</style>\n\
-         </head>\n<body>\n<h1>{t}</h1>\n{c1}{c2}<table>\n<tr>{head}</tr>\n{rows}</table>\n\
-         </body>\n</html>\n",
-        t = esc(title),
-        c1 = bar_chart(
-            &format!("Demandes par {}", by_word(by)),
-            "Demandes",
-            &requests
-        ),
-        c2 = bar_chart(
-            &format!("Délai médian de réponse par {}", by_word(by)),
-            "Minutes",
-            &median
-        ),
+        "<h2>Par {}</h2>\n<table>\n<tr>{head}</tr>\n{rows}</table>\n",
+        by_word(by)
     )
 }
 
@@ -193,10 +234,16 @@ mod tests {
             median_response_minutes: Some(12),
             ..GroupStats::default()
         };
-        let page = render("Hôpital <test>", "category", &[("a<b".into(), g)]);
+        let page = render(
+            "Hôpital <test>",
+            &[("category", vec![("a<b".into(), g)])],
+            &[5, 45, 3000],
+        );
         assert!(page.contains("Hôpital &lt;test&gt;") && page.contains("a&lt;b"));
         assert!(!page.contains("a<b") && !page.contains("<script"));
-        assert!(!page.contains("http://") || page.matches("http://").count() == 2);
+        // Only the SVG namespace, which names no resource to fetch.
+        assert_eq!(page.matches("http://").count(), 2);
+        assert!(page.contains(">Délais de première réponse<"));
         assert!(!page.contains("https://") && !page.contains("src="));
         assert_eq!(axis(3.0), (3.0, 1.0));
         assert_eq!(axis(12.0), (15.0, 5.0));

@@ -109,6 +109,7 @@ issue ca pneumo    "Pneumologie"                    pneumo@hopital.test        s
 issue ca expert    "10009876543/RUCH Yvon"          dr.ruch@hopital.test       smime
 issue ca expert2   "10001112223/LEGRAND Anne"       dr.legrand@hopital.test    smime
 issue ca intruder  "10005555555/INTRUS Paul"        intrus@cabinet.test        smime
+issue ca pharma    "10005550006/BLANC Luc"          ph.blanc@cabinet.test      smime
 issue ca admin     "DSI messagerie"                 dsi@hopital.test           smime
 issue ca revoked   "10006666666/REVOQUE Marc"       revoque@cabinet.test       smime
 issue ca expired   "10007777777/EXPIRE Luc"         expire@cabinet.test        smime 20200101000000Z 20210101000000Z

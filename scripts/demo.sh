@@ -30,7 +30,8 @@ say "Test PKI (openssl) in $pki"
 certs/make-test-pki.sh "$pki"
 # The group mailboxes and the admin have not written yet: their certificates are placed in
 # recipients_dir, as an operator would. The GPs' certificates are learned from their mail.
-for u in infectio pneumo admin; do cp "$pki/users/$u.crt" "$pki/recipients/$u.pem"; done
+# The expert on duty gets a notice before ever writing: their certificate is placed there too.
+for u in infectio pneumo admin expert; do cp "$pki/users/$u.crt" "$pki/recipients/$u.pem"; done
 
 say "Private Postfix + Dovecot on loopback"
 python3 scripts/mailsys.py start --dir "$DEMO_DIR/mail" --pki "$pki" >"$DEMO_DIR/mailsys.json"
@@ -59,6 +60,16 @@ cfg=$DEMO_DIR/teleavis.toml
 
 say "teleavis check-config --connect"
 "$bin" --config "$cfg" check-config --connect
+
+say "The national directory (sample in the real file's layout) and the on-duty roster"
+"$bin" --config "$cfg" directory import ../shared/directory/Extraction_Correspondance_MSSante_sample.txt
+"$bin" --config "$cfg" directory show dr.martin@cabinet.test
+now_local=$(TZ=Europe/Paris date +%Y-%m-%dT%H:%M)
+printf 'category,start,end,expert\ninfectio,%s,%s,dr.ruch@hopital.test\n' \
+  "$(TZ=Europe/Paris date -d '-1 hour' +%Y-%m-%dT%H:%M)" "$(TZ=Europe/Paris date -d '+4 hours' +%Y-%m-%dT%H:%M)" \
+  > "$DEMO_DIR/planning.csv"
+"$bin" --config "$cfg" roster import "$DEMO_DIR/planning.csv"
+"$bin" --config "$cfg" roster show --at "$now_local"
 
 say "teleavis run (log: $DEMO_DIR/teleavis.log)"
 "$bin" --config "$cfg" run >"$DEMO_DIR/teleavis.log" 2>&1 &
@@ -93,6 +104,14 @@ echo "Thread $tid opened; the group infectio@hopital.test received:"
 field "d['headers'].get('Subject') or d['headers'].get('subject')" < "$DEMO_DIR/2-forward.json"
 field "d['text']" < "$DEMO_DIR/2-forward.json" | sed -n '1,14p' | sed 's/^/    | /'
 
+wait_count dr.ruch@hopital.test 1
+mkdir -p "$DEMO_DIR/expert"
+imap fetch dr.ruch@hopital.test --out "$DEMO_DIR/expert" >/dev/null
+notice=$(ls "$DEMO_DIR"/expert/*.eml | head -n 1)
+echo "The expert on duty, dr.ruch@hopital.test, received the on-duty notice:"
+open_as expert "$notice" | field "d['headers'].get('Subject') or d['headers'].get('subject')"
+open_as expert "$notice" | field "d['text']" | sed -n '1,8p' | sed 's/^/    | /'
+
 say "The expert (dr.ruch@hopital.test) answers and closes the thread with #clore"
 cat > "$DEMO_DIR/answer.txt" <<'ANSWER'
 #clore
@@ -122,6 +141,8 @@ say "The record"
 "$bin" --config "$cfg" report "$tid" --format text > "$DEMO_DIR/compte-rendu-$tid.txt"
 "$bin" --config "$cfg" report "$tid" --format xdm --output "$DEMO_DIR/IHE_XDM.ZIP"
 "$bin" --config "$cfg" audit verify
+"$bin" --config "$cfg" stats --by department
+"$bin" --config "$cfg" stats --by department --format html --output "$DEMO_DIR/stats.html"
 
 say "Where to read it"
 cat <<EOF_WHERE
@@ -132,6 +153,8 @@ cat <<EOF_WHERE
                         check it: ../shared/validators/cda/validate-xdm.sh $DEMO_DIR/IHE_XDM.ZIP
   GP's mail (raw):      $DEMO_DIR/gp/   (maildir: $(j maildir_root)/cabinet.test/dr.martin)
   group's mail (raw):   $DEMO_DIR/group/
+  on-duty notice (raw): $DEMO_DIR/expert/
+  statistics (HTML):    $DEMO_DIR/stats.html
   gateway log:          $DEMO_DIR/teleavis.log
   thread:               $bin --config $cfg threads show $tid
 EOF_WHERE

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages the teleavis tests and demo need: a real
 # Postfix and Dovecot (run privately by scripts/mailsys.py, never as the system instances),
-# openssl, poppler-utils (pdftotext for the compte-rendu PDF), DejaVu fonts, the OpenSSL
+# openssl, poppler-utils (pdftotext for the compte-rendu PDF), chromium (headless, prints the
+# `stats --format html` page to PDF in the tests), DejaVu fonts, the OpenSSL
 # headers for the openssl crate, python3 for scripts/mailsys.py and tests/support/mailtool.py,
 # what the operations tests use: promtool (package prometheus), dpkg-dev, adduser, systemd
 # (systemd-analyze only; it is not started) and man-db; and
@@ -11,7 +12,7 @@
 # something has to be installed.
 set -euo pipefail
 
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd openssl poppler-utils chromium
           fonts-dejavu-core libssl-dev pkg-config python3
           # operations (tests/operations.rs, tests/package.rs): promtool checks the metrics;
           # the package is built (dpkg-shlibdeps), installed (adduser), its units checked

@@ -18,6 +18,12 @@ pub struct Category {
     pub response_time: String,
     /// Phone number for urgent cases, given in the acknowledgement.
     pub phone: Option<String>,
+    /// Hours within which an expert should answer (the desk's deadline, issue 10).
+    pub deadline_hours: f64,
+    /// The urgent line's deadline, when the category has one.
+    pub urgent_deadline_minutes: Option<u32>,
+    /// Where a thread unanswered at twice its deadline is escalated.
+    pub escalation_address: EmailAddress,
     /// Common fields plus the category's own.
     pub template: FormTemplate,
 }
@@ -53,6 +59,10 @@ impl Catalogue {
                     experts: c.experts.clone(),
                     response_time: c.response_time.clone(),
                     phone: c.phone.clone(),
+                    deadline_hours: c.deadline_hours,
+                    urgent_deadline_minutes: c.urgent_deadline_minutes,
+                    escalation_address: (c.escalation_address.clone())
+                        .unwrap_or_else(|| settings.gateway.admin_address.clone()),
                     template,
                 }),
                 Err(e) => problems.push(CatalogueProblem {

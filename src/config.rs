@@ -32,6 +32,9 @@ pub struct Settings {
     pub record: RecordSettings,
     #[serde(default)]
     pub billing: BillingSettings,
+    /// The national MSSanté directory (issue 10).
+    #[serde(default)]
+    pub directory: DirectorySettings,
 }
 
 /// `[metrics]`: the Prometheus endpoint (DESIGN.md, *Operations*).
@@ -47,6 +50,58 @@ impl MetricsSettings {
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.listen.as_deref().and_then(|l| l.parse().ok())
     }
+}
+
+/// `[directory]`: the national directory and who may request or answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// An extraction re-imported by the daemon whenever it changes (size or modification time).
+    pub file: Option<PathBuf>,
+    /// How often the daemon looks at `file`.
+    #[serde(default = "default_directory_check_seconds")]
+    pub check_seconds: u64,
+    /// Quarantine as `directory_mismatch` a signer whose certificate's RPPS is not the
+    /// directory's for that address (false: process it with an audit warning).
+    #[serde(default)]
+    pub require_match: bool,
+    /// Professions (`Libellé Profession`, without case, accents or plural) that may request.
+    #[serde(default = "default_requester_professions")]
+    pub requester_professions: Vec<String>,
+    /// Professions that may answer.
+    #[serde(default = "default_expert_professions")]
+    pub expert_professions: Vec<String>,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        Self {
+            file: None,
+            check_seconds: default_directory_check_seconds(),
+            require_match: false,
+            requester_professions: default_requester_professions(),
+            expert_professions: default_expert_professions(),
+        }
+    }
+}
+
+fn default_directory_check_seconds() -> u64 {
+    300
+}
+fn default_requester_professions() -> Vec<String> {
+    [
+        "Médecin",
+        "Sage-Femme",
+        "Infirmier",
+        "Masseur-Kinésithérapeute",
+        "Orthoptiste",
+        "Orthophoniste",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_expert_professions() -> Vec<String> {
+    ["Médecin", "Sage-Femme"].map(String::from).to_vec()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,12 +421,25 @@ pub struct CategorySettings {
     pub response_time: String,
     /// Phone number for urgent cases, given in the acknowledgement.
     pub phone: Option<String>,
+    /// Hours within which an expert should answer (the desk's deadline); fractions allowed
+    /// (`0.5`: 30 minutes). The reminder goes at the deadline, the escalation at twice it.
+    #[serde(default = "default_deadline_hours")]
+    pub deadline_hours: f64,
+    /// The urgent line's deadline, when the category has one.
+    pub urgent_deadline_minutes: Option<u32>,
+    /// Where a thread still unanswered at twice its deadline is escalated (default
+    /// `gateway.admin_address`).
+    pub escalation_address: Option<EmailAddress>,
     #[serde(default)]
     pub fields: Vec<FieldSettings>,
 }
 
 /// A category's own form field as configured; the `form` module compiles it into its template.
 pub use crate::form::FieldSettings;
+
+fn default_deadline_hours() -> f64 {
+    48.0
+}
 
 /// Where a configuration problem is: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -826,6 +894,19 @@ impl Settings {
             if c.name.trim().is_empty() {
                 p(&key("name"), "empty".into());
             }
+            // At least a second, at most ten years.
+            if !(c.deadline_hours.is_finite()
+                && c.deadline_hours * 3600.0 >= 1.0
+                && c.deadline_hours <= 87_600.0)
+            {
+                p(
+                    &key("deadline_hours"),
+                    "must be a number of hours above 0 (fractions allowed)".into(),
+                );
+            }
+            if c.urgent_deadline_minutes == Some(0) {
+                p(&key("urgent_deadline_minutes"), "must be at least 1".into());
+            }
             for (f_n, f) in c.fields.iter().enumerate() {
                 if !["text", "yesno", "date", "choice"].contains(&f.kind.as_str()) {
                     p(
@@ -843,6 +924,26 @@ impl Settings {
         }
         if self.categories.is_empty() {
             p("category", "at least one [[category]] is needed".into());
+        }
+
+        let d = &self.directory;
+        if let Some(f) = &d.file {
+            check_readable(f, "directory.file", &mut p);
+        }
+        if d.check_seconds == 0 {
+            p("directory.check_seconds", "must be at least 1".into());
+        }
+        if d.requester_professions.iter().all(|x| x.trim().is_empty()) {
+            p(
+                "directory.requester_professions",
+                "empty: nobody could request".into(),
+            );
+        }
+        if d.expert_professions.iter().all(|x| x.trim().is_empty()) {
+            p(
+                "directory.expert_professions",
+                "empty: nobody could answer".into(),
+            );
         }
         // The same compilation the daemon does at start: a form template it would reject
         // (duplicate keys or labels…) fails here.

@@ -120,6 +120,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wake.clone(),
         stop_tx.subscribe(),
     ));
+    tasks.spawn(deadline_tick(intake.clone(), stop_tx.subscribe()));
+    if let Some(file) = settings.directory.file.clone() {
+        tasks.spawn(crate::directory::watch::run(
+            store.clone(),
+            file,
+            Duration::from_secs(settings.directory.check_seconds),
+            stop_tx.subscribe(),
+        ));
+    }
 
     notify(&[sd_notify::NotifyState::Ready]);
     spawn_watchdog(stop_tx.subscribe());
@@ -230,6 +239,19 @@ async fn housekeeping(intake: Arc<Intake>, wake: Wake, mut stop: watch::Receiver
             Err(e) => warn!(error = %format!("{e:#}"), "housekeeping failed"),
         }
         if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Desk (issue 10): the reminders and escalations of deadlines, from the database, every
+/// `deadlines::TICK`. Safe on every instance: each step is claimed by one transaction.
+async fn deadline_tick(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::intake::deadlines::tick(&intake, chrono::Utc::now()).await {
+            warn!(error = %format!("{e:#}"), "deadline reminders failed");
+        }
+        if sleep_or_stop(crate::intake::deadlines::TICK, &mut stop).await {
             return;
         }
     }

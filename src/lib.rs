@@ -9,6 +9,8 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod desk;
+pub mod directory;
 pub mod faults;
 pub mod form;
 pub mod intake;

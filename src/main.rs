@@ -58,8 +58,11 @@ enum Command {
         to: Option<String>,
         #[arg(long, default_value = "month")]
         by: String,
+        /// table, csv, json, or html (a page with charts; with --output FILE)
         #[arg(long, default_value = "table")]
         format: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Rejected mail
     Quarantine {
@@ -97,6 +100,16 @@ enum Command {
         #[command(subcommand)]
         command: BillingCommand,
     },
+    /// Who is on duty
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
+    /// The national MSSanté directory
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,12 +126,37 @@ enum BillingCommand {
 }
 
 #[derive(Subcommand)]
+enum RosterCommand {
+    /// Replace the roster of the categories in a CSV or iCalendar file
+    Import { file: PathBuf },
+    /// Who is on duty
+    Show {
+        #[arg(long)]
+        category: Option<String>,
+        /// Local date-time, e.g. 2026-12-01T08:00 [default: every slot]
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Replace the directory by an extraction (.txt or .zip)
+    Import { file: PathBuf },
+    /// One entry, by address or RPPS
+    Show { key: String },
+}
+
+#[derive(Subcommand)]
 enum ThreadsCommand {
     List {
         #[arg(long)]
         status: Option<String>,
         #[arg(long)]
         category: Option<String>,
+        /// Only open threads past their deadline with no expert action yet
+        #[arg(long)]
+        overdue: bool,
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -248,9 +286,10 @@ fn main() -> ExitCode {
                     ThreadsCommand::List {
                         status,
                         category,
+                        overdue,
                         format,
                     },
-            } => cli::threads_list(&settings, status, category, fmt(&format)?).await,
+            } => cli::threads_list(&settings, status, category, overdue, fmt(&format)?).await,
             Command::Threads {
                 command: ThreadsCommand::Show { id, format },
             } => cli::threads_show(&settings, &id, fmt(&format)?).await,
@@ -262,7 +301,8 @@ fn main() -> ExitCode {
                 to,
                 by,
                 format,
-            } => cli::stats(&settings, from, to, &by, fmt(&format)?).await,
+                output,
+            } => cli::stats(&settings, from, to, &by, fmt(&format)?, output).await,
             Command::Quarantine {
                 command: QuarantineCommand::List { format },
             } => cli::quarantine_list(&settings, fmt(&format)?).await,
@@ -300,6 +340,18 @@ fn main() -> ExitCode {
             Command::Billing {
                 command: BillingCommand::Export { from, to, format },
             } => cli::billing_export(&settings, from, to, fmt(&format)?).await,
+            Command::Roster {
+                command: RosterCommand::Import { file },
+            } => cli::roster_import(&settings, &file).await,
+            Command::Roster {
+                command: RosterCommand::Show { category, at },
+            } => cli::roster_show(&settings, category.as_deref(), at.as_deref()).await,
+            Command::Directory {
+                command: DirectoryCommand::Import { file },
+            } => cli::directory_import(&settings, &file).await,
+            Command::Directory {
+                command: DirectoryCommand::Show { key },
+            } => cli::directory_show(&settings, &key).await,
         }
     });
     match result {

@@ -156,3 +156,39 @@ fn a_form_template_the_daemon_would_refuse_fails_check_config() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_names_a_deadline_at_or_below_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bad_config(dir.path());
+    let cfg_s = cfg.to_str().unwrap();
+    for (line, key) in [
+        ("deadline_hours = 0", "deadline_hours"),
+        ("deadline_hours = -1.5", "deadline_hours"),
+        ("urgent_deadline_minutes = 0", "urgent_deadline_minutes"),
+    ] {
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "group_address = \"infectio@hopital.test\"\n",
+            &format!("group_address = \"infectio@hopital.test\"\n{line}\n"),
+        );
+        let one = dir.path().join("one.toml");
+        std::fs::write(&one, text).unwrap();
+        let one_s = one.to_str().unwrap();
+        let out = teleavis(&["--config", one_s, "check-config"], &[]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{one_s}: category[0].{key}: "))),
+            "{line}: {key} not in:\n{err}"
+        );
+    }
+    // A fraction of an hour is a deadline.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "group_address = \"infectio@hopital.test\"\n",
+        "group_address = \"infectio@hopital.test\"\ndeadline_hours = 0.5\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = teleavis(&["--config", cfg_s, "check-config"], &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("deadline_hours"));
+}

@@ -1026,3 +1026,231 @@ async fn no_mdn_to_anyone_but_the_authenticated_sender() {
     let sent = d.outbox().await;
     assert_eq!(kinds(&sent), [("ack", gp.as_str()), ("forward", INFECTIO)]);
 }
+
+// ---- deadlines (issue 10): reminder and escalation, on an injected clock ------------------
+
+#[tokio::test]
+async fn an_unanswered_thread_is_reminded_at_its_deadline_then_escalated_at_twice_it() {
+    use teleavis::intake::deadlines::tick;
+    let mut d = Desk::new().await;
+    let opened = chrono::Utc::now();
+    let tid = d.open_case1().await;
+    let before = d.outbox().await.len();
+    let hours = |h: i64| opened + chrono::Duration::hours(h) + chrono::Duration::minutes(1);
+    // Before the deadline (48 h): nothing, and not overdue (what `status` and the metric say).
+    assert_eq!(tick(&d.intake, hours(47)).await.unwrap(), 0);
+    assert!(d.outbox_after(before).await.is_empty());
+    assert!(d.store.overdue_threads(hours(47)).await.unwrap().is_empty());
+    let overdue = d.store.overdue_threads(hours(48)).await.unwrap();
+    assert_eq!(overdue, [("infectio".to_string(), false)]);
+    // At the deadline: one reminder to the group, and only one however often the tick runs.
+    assert_eq!(tick(&d.intake, hours(48)).await.unwrap(), 1);
+    assert_eq!(tick(&d.intake, hours(49)).await.unwrap(), 0);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("reminder", INFECTIO)]);
+    assert_eq!(
+        sent[0].subject,
+        format!("[{tid}] Relance — Maladies infectieuses")
+    );
+    says(&sent[0], &tid);
+    says(&sent[0], "n'a pas reçu de réponse dans le délai");
+    says(&sent[0], ADMIN);
+    for secret in ["Julie", "mycoplasme", "291015746312381"] {
+        assert!(!sent[0].text.contains(secret), "{secret} in the reminder");
+    }
+    // At twice the deadline: one escalation to the admin (no escalation_address configured).
+    assert_eq!(tick(&d.intake, hours(96)).await.unwrap(), 1);
+    assert_eq!(tick(&d.intake, hours(200)).await.unwrap(), 0);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(kinds(&sent), [("reminder", INFECTIO), ("reminder", ADMIN)]);
+    assert_eq!(
+        sent[1].subject,
+        format!("[{tid}] Relance — Maladies infectieuses")
+    );
+    says(&sent[1], "toujours sans réponse au double de son délai");
+    let audit = d.audit().await;
+    for action in ["thread.reminder", "thread.escalation"] {
+        let n = audit
+            .iter()
+            .filter(|(a, s)| a == action && *s == tid)
+            .count();
+        assert_eq!(n, 1, "{action} in {audit:?}");
+    }
+    // Both are in the thread's record, as notices sent.
+    let messages = d.messages(&tid).await;
+    let out_notices = messages
+        .iter()
+        .filter(|(dir, k)| dir == "out" && k == "notice")
+        .count();
+    assert_eq!(out_notices, 2, "{messages:?}");
+}
+
+#[tokio::test]
+async fn an_answer_prendre_or_annuler_before_the_deadline_means_no_reminder() {
+    use teleavis::intake::deadlines::tick;
+    let late = chrono::Utc::now() + chrono::Duration::days(30);
+    for (user, body) in [
+        ("expert", "PCR sur les urines."),
+        ("expert", "#prendre"),
+        ("gp", "#annuler"),
+    ] {
+        let mut d = Desk::new().await;
+        let tid = d.open_case1().await;
+        let before = d.outbox().await.len();
+        d.send(user, &plus(&tid), &format!("Re: [{tid}]"), body)
+            .await;
+        let after = d.outbox().await.len();
+        assert_eq!(tick(&d.intake, late).await.unwrap(), 0, "after {body}");
+        assert_eq!(d.outbox().await.len(), after, "after {body}");
+        assert!(after > before, "{body} was handled");
+        assert!(
+            !d.audit().await.iter().any(|(a, _)| a == "thread.reminder"),
+            "after {body}"
+        );
+    }
+}
+
+// ---- stats (issue 10): the HTML page with its charts, as a browser prints it --------------
+
+#[tokio::test]
+async fn stats_html_prints_with_its_charts_axis_labels_and_figures() {
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    // A second request (its own text, so not a replay of the first).
+    let second = format!("{}\nMerci.\n", form("case1_mycoplasme.txt"));
+    let h = d.send("gp", &plus("infectio"), "Demande", &second).await;
+    assert_ne!(thread_of(&h), tid);
+    d.send(
+        "expert",
+        &plus(&tid),
+        &format!("Re: [{tid}]"),
+        "PCR sur les urines.",
+    )
+    .await;
+    let dir = d._dir.path();
+    let html = dir.join("stats.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_teleavis"))
+        .arg("--config")
+        .arg(dir.join("teleavis.toml"))
+        .args(["stats", "--by", "category", "--format", "html", "--output"])
+        .arg(&html)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Self-contained: no script, no stylesheet, image or font to fetch.
+    for external in ["<script", "src=", "href=", "https://", "@import", "url("] {
+        assert!(!page.contains(external), "{external} in the page");
+    }
+    // Requests per month, category, department and specialty; the response times.
+    assert_eq!(page.matches("<svg").count(), 5, "five charts");
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium (scripts/install-test-deps.sh installs it)");
+    let pdf = dir.join("stats.pdf");
+    // Bounded: a browser that hangs fails the test instead of holding it.
+    let printed = std::process::Command::new("timeout")
+        .args(["120", chromium])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        pdf.exists(),
+        "chromium printed nothing: {}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    for label in [
+        "Téléexpertise Hôpital de test",
+        "statistiques",
+        "Demandes par catégorie",
+        "Demandes par mois",
+        "Demandes par département",
+        "Demandes par spécialité",
+        "Délais de première réponse",
+        "Demandes répondues",
+        "< 30 min",
+        "> 48 h",
+        "infectio",
+        "Catégorie",
+        "Répondues",
+        "Requérants",
+        "Closes",
+    ] {
+        assert!(
+            text.contains(label),
+            "{label:?} not in the printed page:\n{text}"
+        );
+    }
+    // The table's row: 2 requests, 1 requérant, 1 answered, median/p90/mean 0 min, 50 %
+    // within the deadline, none closed.
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("infectio") && l.contains("50.0"))
+        .unwrap_or_else(|| panic!("no figures row in:\n{text}"));
+    let figures: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        figures,
+        ["infectio", "2", "1", "1", "0", "0", "0", "50.0", "0"],
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_reminder_also_goes_to_the_experts_on_duty_then() {
+    use teleavis::intake::deadlines::tick;
+    let mut d = Desk::new().await;
+    let tid = d.open_case1().await;
+    let at = chrono::Utc::now() + chrono::Duration::hours(48) + chrono::Duration::minutes(1);
+    let on_duty = "dr.legrand@hopital.test";
+    let slot = teleavis::store::RosterSlot {
+        category: "infectio".into(),
+        starts_at: at - chrono::Duration::hours(1),
+        ends_at: at + chrono::Duration::hours(1),
+        expert: on_duty.into(),
+    };
+    let mut tx = d.store.begin().await.unwrap();
+    d.store
+        .roster_replace(&mut tx, &["infectio".into()], &[slot])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = d.outbox().await.len();
+    assert_eq!(tick(&d.intake, at).await.unwrap(), 1);
+    let sent = d.outbox_after(before).await;
+    assert_eq!(
+        kinds(&sent),
+        [("reminder", INFECTIO), ("reminder", on_duty)]
+    );
+    for s in &sent {
+        assert_eq!(
+            s.subject,
+            format!("[{tid}] Relance — Maladies infectieuses")
+        );
+    }
+}

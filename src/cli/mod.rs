@@ -5,8 +5,12 @@ mod assets;
 mod audit;
 mod backup;
 mod billing;
+mod directory;
 mod quarantine;
 mod record;
+mod roster;
+mod stats;
+mod stats_html;
 mod status;
 mod threads;
 
@@ -18,9 +22,12 @@ pub use assets::generate_assets;
 pub use audit::{OPERATOR_READ, audit_list, audit_verify, operator, record_read};
 pub use backup::backup;
 pub use billing::billing_export;
+pub use directory::{directory_import, directory_show};
 pub use quarantine::{quarantine_list, quarantine_reprocess, quarantine_show};
+pub use roster::{roster_import, roster_show};
+pub use stats::stats;
 pub use status::{NeedsAttention, StatusLimits, status};
-pub use threads::{purge, report, stats, threads_list, threads_show};
+pub use threads::{purge, report, threads_list, threads_show};
 
 use crate::config::Settings;
 
@@ -39,6 +46,7 @@ pub enum Format {
     /// The compte-rendu as a CDA document, and as the IHE XDM archive around it.
     Cda,
     Xdm,
+    Html,
 }
 
 impl Format {
@@ -51,6 +59,7 @@ impl Format {
             "pdf" => Format::Pdf,
             "cda" => Format::Cda,
             "xdm" => Format::Xdm,
+            "html" => Format::Html,
             other => return Err(UsageError(format!("unknown --format {other:?}")).into()),
         })
     }

@@ -1,17 +1,32 @@
-//! `teleavis threads list | show`, `report`, `stats`, `purge`: reading the téléexpertise record.
+//! `teleavis threads list | show`, `report`, `purge`: reading the téléexpertise record.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
-use super::{Format, UsageError, csv_field, open_store, print_table};
+use super::{Format, UsageError, open_store, print_table};
 use crate::config::Settings;
-use crate::form::RequestForm;
-use crate::store::ThreadRow;
+use crate::store::{ThreadDeadline, ThreadRow};
 
-fn thread_json(t: &ThreadRow) -> serde_json::Value {
+fn thread_json(t: &ThreadRow, deadline: Option<&ThreadDeadline>) -> serde_json::Value {
+    let mut v = thread_fields(t);
+    // The desk (issue 10): the deadline and the urgent line.
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "deadline".into(),
+            json!(deadline.map(|d| d.deadline_at.to_rfc3339())),
+        );
+        o.insert("urgent".into(), json!(deadline.is_some_and(|d| d.urgent)));
+        o.insert(
+            "deadline_stopped_at".into(),
+            json!(deadline.and_then(|d| d.stopped_at).map(|t| t.to_rfc3339())),
+        );
+    }
+    v
+}
+
+fn thread_fields(t: &ThreadRow) -> serde_json::Value {
     json!({
         "id": t.id,
         "status": t.status,
@@ -31,19 +46,37 @@ pub async fn threads_list(
     settings: &Settings,
     status: Option<String>,
     category: Option<String>,
+    overdue: bool,
     format: Format,
 ) -> anyhow::Result<()> {
     if let Some(s) = &status {
         crate::thread::Status::parse(s).map_err(|e| UsageError(format!("--status: {e}")))?;
     }
     let store = open_store(settings).await?;
-    let threads = store
+    let mut threads = store
         .list_threads(status.as_deref(), category.as_deref())
         .await?;
+    let deadlines: std::collections::HashMap<String, ThreadDeadline> = store
+        .deadlines(None, overdue.then(Utc::now))
+        .await?
+        .into_iter()
+        .map(|d| (d.thread_id.clone(), d))
+        .collect();
+    if overdue {
+        // Past the deadline, not stopped, and still open.
+        threads.retain(|t| {
+            deadlines.contains_key(&t.id) && ["nouvelle", "en_cours"].contains(&t.status.as_str())
+        });
+    }
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&threads.iter().map(thread_json).collect::<Vec<_>>())?
+            serde_json::to_string_pretty(
+                &threads
+                    .iter()
+                    .map(|t| thread_json(t, deadlines.get(&t.id)))
+                    .collect::<Vec<_>>()
+            )?
         ),
         Format::Table | Format::Text => print_table(
             &[
@@ -86,7 +119,8 @@ pub async fn threads_show(settings: &Settings, id: &str, format: Format) -> anyh
     let messages = store.thread_messages(&id).await?;
     match format {
         Format::Json => {
-            let mut v = thread_json(&thread);
+            let deadline = store.deadline_of(&id).await?;
+            let mut v = thread_json(&thread, deadline.as_ref());
             v["messages"] = messages
                 .iter()
                 .map(|m| {
@@ -168,6 +202,10 @@ pub async fn report(
         .into_iter()
         .map(|r| r.act)
         .collect();
+    // Directory (issue 10): names and specialties of the people in the compte-rendu.
+    let mut conn = store.pool().acquire().await?;
+    crate::directory::hooks::enrich_report(&store, &mut conn, &mut data).await?;
+    drop(conn);
     match format {
         Format::Text => {
             let text = crate::report::render_text(&data);
@@ -193,175 +231,10 @@ pub async fn report(
     Ok(())
 }
 
-fn parse_day(s: &str, key: &str) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn parse_day(s: &str, key: &str) -> anyhow::Result<DateTime<Utc>> {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| UsageError(format!("{key}: {s:?} is not a date (YYYY-MM-DD)")))?;
     Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-}
-
-/// The department of the requérant: a `departement` or `code_postal` field of the form, when a
-/// category asks for it.
-fn department(form: Option<&RequestForm>) -> String {
-    form.and_then(|f| {
-        f.extra.iter().find_map(|v| match v.key.as_str() {
-            "departement" => Some(v.value.trim().to_string()),
-            "code_postal" => Some(v.value.trim().chars().take(2).collect()),
-            _ => None,
-        })
-    })
-    .filter(|s| !s.is_empty())
-    .unwrap_or_else(|| "inconnu".into())
-}
-
-fn specialty(form: Option<&RequestForm>) -> String {
-    form.and_then(|f| {
-        f.extra
-            .iter()
-            .find(|v| v.key == "specialite")
-            .map(|v| v.value.trim().to_string())
-    })
-    .filter(|s| !s.is_empty())
-    .unwrap_or_else(|| "inconnue".into())
-}
-
-fn median(v: &mut [i64]) -> Option<i64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    })
-}
-
-pub async fn stats(
-    settings: &Settings,
-    from: Option<String>,
-    to: Option<String>,
-    by: &str,
-    format: Format,
-) -> anyhow::Result<()> {
-    if !["month", "category", "department", "specialty"].contains(&by) {
-        return Err(UsageError(format!(
-            "--by {by:?}: expected month, category, department or specialty"
-        ))
-        .into());
-    }
-    let from = match from {
-        Some(s) => parse_day(&s, "--from")?,
-        None => DateTime::<Utc>::UNIX_EPOCH,
-    };
-    // --to is inclusive: the whole day.
-    let to = match to {
-        Some(s) => parse_day(&s, "--to")? + chrono::Duration::days(1),
-        None => Utc::now() + chrono::Duration::days(1),
-    };
-    let store = open_store(settings).await?;
-    let rows = store.thread_stats_rows(from, to).await?;
-    let forms: HashMap<String, Option<RequestForm>> = store
-        .list_threads(None, None)
-        .await?
-        .into_iter()
-        .map(|t| (t.id.clone(), serde_json::from_str(&t.form_json).ok()))
-        .collect();
-    let tz: chrono_tz::Tz = settings
-        .gateway
-        .timezone
-        .parse()
-        .unwrap_or(chrono_tz::Europe::Paris);
-    #[derive(Default)]
-    struct Group {
-        requests: usize,
-        requesters: BTreeSet<String>,
-        minutes: Vec<i64>,
-        closed: usize,
-    }
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for r in &rows {
-        let form = forms.get(&r.thread_id).and_then(|f| f.as_ref());
-        let key = match by {
-            "month" => r.created_at.with_timezone(&tz).format("%Y-%m").to_string(),
-            "category" => r.category.clone(),
-            "department" => department(form),
-            _ => specialty(form),
-        };
-        let g = groups.entry(key).or_default();
-        g.requests += 1;
-        g.requesters.insert(r.requester.clone());
-        if let Some(a) = r.first_answer_at {
-            g.minutes.push((a - r.created_at).num_minutes());
-        }
-        if r.status == "terminee" {
-            g.closed += 1;
-        }
-    }
-    let header = [
-        by,
-        "requests",
-        "distinct_requesters",
-        "answered",
-        "median_response_minutes",
-        "mean_response_minutes",
-        "closed",
-    ];
-    let table: Vec<Vec<String>> = groups
-        .iter_mut()
-        .map(|(k, g)| {
-            let answered = g.minutes.len();
-            let mean = (answered > 0).then(|| g.minutes.iter().sum::<i64>() / answered as i64);
-            vec![
-                k.clone(),
-                g.requests.to_string(),
-                g.requesters.len().to_string(),
-                answered.to_string(),
-                median(&mut g.minutes)
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-                mean.map(|m| m.to_string()).unwrap_or_default(),
-                g.closed.to_string(),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Table | Format::Text => {
-            print_table(&header, &table);
-            let all: BTreeSet<&str> = rows.iter().map(|r| r.requester.as_str()).collect();
-            println!(
-                "\n{} requests, {} distinct requérants",
-                rows.len(),
-                all.len()
-            );
-        }
-        Format::Csv => {
-            println!("{}", header.join(","));
-            for r in &table {
-                println!(
-                    "{}",
-                    r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-                );
-            }
-        }
-        Format::Json => {
-            let v: Vec<_> = table
-                .iter()
-                .map(|r| {
-                    let num = |s: &String| s.parse::<i64>().ok();
-                    json!({
-                        "group": r[0], "requests": num(&r[1]), "distinct_requesters": num(&r[2]), "answered": num(&r[3]),
-                        "median_response_minutes": num(&r[4]), "mean_response_minutes": num(&r[5]), "closed": num(&r[6]),
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        other @ (Format::Pdf | Format::Cda | Format::Xdm) => {
-            return Err(UsageError(format!("stats has no {other:?} format")).into());
-        }
-    }
-    Ok(())
 }
 
 pub async fn purge(settings: &Settings, days: u32) -> anyhow::Result<()> {

@@ -66,6 +66,9 @@ pub struct ParsedForm {
     pub problems: Vec<FormProblem>,
     /// The `Catégorie :` line, as written (the caller maps it to a category).
     pub category: Option<String>,
+    /// `Label : value` lines whose label the category does not know, kept (key `unlisted`)
+    /// so that the forward shows them.
+    pub unlisted: Vec<FieldValue>,
 }
 
 impl ParsedForm {

@@ -13,6 +13,11 @@
 //! - quoted history (`Le … a écrit :`, Outlook header blocks, `-----Message d'origine-----`) and
 //!   everything below it is ignored, so a reply to the gateway's "missing field" notice is read
 //!   from what the GP wrote on top;
+//! - a one-line kind (yes/no, sex, date, choice, NIR) takes one line: its label's line, or the
+//!   first non-empty line below a label alone; what follows is no part of it;
+//! - a `Label : value` line whose label the category does not know ends the value being read
+//!   and is kept as an *unlisted* field (shown in the forward), never silently dropped nor
+//!   glued to the previous value (`Consentement du patient : oui` then `Urgence : oui`);
 //! - a form pasted more than once: a label seen again starts a new copy. Copies are never merged
 //!   (that could mix two patients): the last copy without problems wins, else the one with the
 //!   fewest problems (the last on a tie); copies naming different patients are a problem.
@@ -29,6 +34,28 @@ use super::{FieldValue, FormProblem, ParsedForm};
 enum Target {
     Field(usize),
     Category,
+    /// The `n`-th unlisted label.
+    Unlisted(usize),
+}
+
+/// A line `Label : value` whose label is no field's: a few words (letters, spaces, `'`, `-`,
+/// parentheses, `/`) before a colon at the start of the line. Sentences (`Je vous écris car :`
+/// has too many words; `http://…` has no space after the colon) do not count.
+fn unlisted_label(line: &str) -> Option<(String, usize)> {
+    let colon = line.find([':', '：'])?;
+    let label = line[..colon].trim();
+    let after = &line[colon..];
+    let sep = after.chars().next().map_or(1, char::len_utf8);
+    if !(after.len() == sep || after[sep..].starts_with([' ', '\t'])) {
+        return None;
+    }
+    let words = label.split_whitespace().count();
+    let ok_chars = label
+        .chars()
+        .all(|c| c.is_alphabetic() || " '’-()/".contains(c));
+    let starts = label.chars().next().is_some_and(char::is_alphabetic);
+    (starts && ok_chars && (1..=5).contains(&words) && label.chars().count() <= 40)
+        .then(|| (label.to_string(), colon + sep))
 }
 
 struct Entry {
@@ -198,11 +225,33 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
     let mut copies: Vec<FormCopy> = vec![vec![None; template.fields.len()]];
     let mut category: Option<String> = None;
     let mut current: Option<(Target, Vec<&str>)> = None;
+    let mut unlisted: Vec<FieldValue> = Vec::new();
+    let one_line = |t: Target| match t {
+        Target::Field(i) => template.fields.get(i).is_some_and(|f| {
+            matches!(
+                f.kind,
+                FieldKind::YesNo
+                    | FieldKind::Date
+                    | FieldKind::Choice(_)
+                    | FieldKind::Sex
+                    | FieldKind::Nir
+            )
+        }),
+        Target::Category => true,
+        Target::Unlisted(_) => false,
+    };
 
-    let mut flush = |current: &mut Option<(Target, Vec<&str>)>, copies: &mut Vec<FormCopy>| {
+    let mut flush = |current: &mut Option<(Target, Vec<&str>)>,
+                     copies: &mut Vec<FormCopy>,
+                     unlisted: &mut Vec<FieldValue>| {
         if let Some((target, value_lines)) = current.take() {
             let value = clean_value(&value_lines);
             match target {
+                Target::Unlisted(n) => {
+                    if let Some(f) = unlisted.get_mut(n) {
+                        f.value = value;
+                    }
+                }
                 // One line: the routing word, not a paragraph.
                 Target::Category => {
                     if category.is_none()
@@ -220,10 +269,21 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         }
     };
 
+    // After a signature or closing formula, only a known label starts a value again (the
+    // signature's `Tél : …` is not an unlisted field).
+    let mut signed_off = false;
     for line in &lines[..end] {
         if is_value_stop(line) {
-            flush(&mut current, &mut copies);
+            flush(&mut current, &mut copies, &mut unlisted);
+            signed_off = true;
             continue;
+        }
+        // A one-line value already read: this line is no part of it.
+        if let Some((target, value_lines)) = &current
+            && one_line(*target)
+            && value_lines.iter().any(|l| !l.trim().is_empty())
+        {
+            flush(&mut current, &mut copies, &mut unlisted);
         }
         let matched = index.match_line(line).filter(|(target, _, written)| {
             // A loose label already filled is a sentence of the current value, not a new copy.
@@ -231,19 +291,36 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
             !(*written == Written::Loose && matches!(target, Target::Field(i) if filled(*i)))
         });
         if let Some((target, start, _)) = matched {
-            flush(&mut current, &mut copies);
+            flush(&mut current, &mut copies, &mut unlisted);
+            signed_off = false;
             if let Target::Field(i) = target
                 && copies.last().is_some_and(|c| c[i].is_some())
             {
                 copies.push(vec![None; template.fields.len()]);
             }
             current = Some((target, vec![line.get(start..).unwrap_or("")]));
+        } else if !signed_off && let Some((label, start)) = unlisted_label(line) {
+            flush(&mut current, &mut copies, &mut unlisted);
+            // The same line in a form pasted twice is kept once.
+            let n = unlisted.len();
+            unlisted.push(FieldValue {
+                key: "unlisted".into(),
+                label,
+                value: String::new(),
+            });
+            current = Some((Target::Unlisted(n), vec![line.get(start..).unwrap_or("")]));
         } else if let Some((_, value_lines)) = current.as_mut() {
             value_lines.push(line);
         }
         // Text before the first label (greetings) belongs to no field.
     }
-    flush(&mut current, &mut copies);
+    flush(&mut current, &mut copies, &mut unlisted);
+    let mut kept: Vec<FieldValue> = Vec::new();
+    for f in unlisted {
+        if !f.value.is_empty() && !kept.contains(&f) {
+            kept.push(f);
+        }
+    }
     for copy in &mut copies {
         split_birth_place(template, copy);
     }
@@ -278,6 +355,7 @@ pub fn parse_form(template: &FormTemplate, text: &str, today: NaiveDate) -> Pars
         fields,
         problems,
         category,
+        unlisted: kept,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct RequestForm {
     pub question: String,
     /// The category's fields, in template order, with their labels.
     pub extra: Vec<FieldValue>,
+    /// Lines `Label : value` with a label the category does not know, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<FieldValue>,
 }
 
 // Debug impls print the shape, never the patient: a `{:?}` in a log line must stay harmless.
@@ -121,6 +124,13 @@ impl RequestForm {
         });
         for f in &self.extra {
             push_block(&mut out, &f.label, &f.value);
+        }
+        for f in &self.unlisted {
+            push_block(
+                &mut out,
+                &format!("{} (hors formulaire)", f.label),
+                &f.value,
+            );
         }
         push_block(&mut out, "Question posée", &self.question);
         out
@@ -207,6 +217,7 @@ impl ParsedForm {
                 .filter(|f| !COMMON_KEYS.contains(&f.key.as_str()))
                 .cloned()
                 .collect(),
+            unlisted: self.unlisted.clone(),
         })
     }
 }

@@ -46,6 +46,9 @@ struct Expected {
     fields: BTreeMap<String, String>,
     /// Keys of the problems, in order.
     problems: Vec<String>,
+    /// Unlisted `Label : value` lines: label → value.
+    #[serde(default)]
+    unlisted: BTreeMap<String, String>,
 }
 
 fn parse_fixture(path: &Path, exp: &Expected) -> ParsedForm {
@@ -105,6 +108,17 @@ fn fixtures() {
             failures.push(format!(
                 "{name}: problems {problems:?}, expected {:?} ({messages:?})",
                 exp.problems
+            ));
+        }
+        let unlisted: BTreeMap<String, String> = parsed
+            .unlisted
+            .iter()
+            .map(|f| (f.label.clone(), f.value.clone()))
+            .collect();
+        if unlisted != exp.unlisted {
+            failures.push(format!(
+                "{name}: unlisted\n  got:      {unlisted:?}\n  expected: {:?}",
+                exp.unlisted
             ));
         }
         if parsed.category != exp.category {
@@ -339,15 +353,19 @@ fn label_matching_rules() {
     assert_eq!(p.get("birth_name"), Some("DUPONT"));
     assert_eq!(p.get("used_name"), Some("MARTIN"));
     assert_eq!(p.get("first_names"), Some("Jeanne"));
-    // A line starting like a label but holding another `Label :` is text of the current value.
+    // A line starting like a label but holding another `Label :` is not that field: it is an
+    // unlisted field of its own, which ends the current value (issue 10).
     let p = common(&format!(
         "{IDENTITY}Question posée : quel traitement ?\nNom du germe : E. coli\nNomination : x"
     ));
     assert_eq!(p.get("birth_name"), Some("DUPONT"));
-    assert_eq!(
-        p.get("question"),
-        Some("quel traitement ?\nNom du germe : E. coli\nNomination : x")
-    );
+    assert_eq!(p.get("question"), Some("quel traitement ?"));
+    let unlisted: Vec<(&str, &str)> = p
+        .unlisted
+        .iter()
+        .map(|f| (f.label.as_str(), f.value.as_str()))
+        .collect();
+    assert_eq!(unlisted, [("Nom du germe", "E. coli"), ("Nomination", "x")]);
 }
 
 #[test]

@@ -60,3 +60,26 @@ async fn learn(
         .await?;
     Ok(())
 }
+
+/// Directory (issue 10): the stage after the replay check. The certificate's RPPS against the
+/// national directory's for the signer's address; a mismatch (with `directory.require_match`)
+/// is quarantined as `directory_mismatch` and the (authenticated) sender is told.
+pub async fn directory_match(intake: &Intake, cx: &mut MessageCtx<'_>, msg: &Message) -> Stage<()> {
+    let signer = msg.signer();
+    let mismatch = crate::directory::hooks::check_signer(
+        &intake.store,
+        cx.tx,
+        &intake.settings.directory,
+        signer,
+        cx.inbound_id,
+        cx.now,
+    )
+    .await?;
+    let Some(detail) = mismatch else {
+        return Ok(());
+    };
+    let reason = Reason::DirectoryMismatch;
+    let text = notices::rejected(&intake.settings, reason, cx.envelope);
+    auto_reply(intake, cx, &signer.email, "Message refusé", text, None).await?;
+    quarantine(reason, detail)
+}

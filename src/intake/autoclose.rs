@@ -51,6 +51,7 @@ pub async fn close_idle_since(
             category,
             previous_category: category,
             cause: None,
+            deadline_line: None,
         };
         effects::run(intake, &mut tx, now, &applied, &outcome.actions).await?;
         tx.commit().await?;

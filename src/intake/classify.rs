@@ -1,6 +1,6 @@
 //! What an authenticated message is, decided once: help, a new request (and for which
 //! category), a message in a thread (from whom, saying what), or a token naming no thread.
-//! Reads the store, writes nothing.
+//! Reads the store (in the message's transaction), writes nothing.
 
 use chrono::{DateTime, Utc};
 
@@ -9,6 +9,7 @@ use super::{Envelope, Intake};
 use crate::address::EmailAddress;
 use crate::catalogue::Category;
 use crate::form::{self, FormTemplate};
+use crate::store::Tx;
 use crate::thread::{self, Command, Event, Role, Thread, ThreadId};
 
 /// The closed set of things a message can be.
@@ -43,6 +44,7 @@ pub struct InThread<'a> {
 
 pub async fn classify<'a>(
     intake: &'a Intake,
+    tx: &mut Tx,
     envelope: &Envelope,
     now: DateTime<Utc>,
     msg: &Message,
@@ -55,7 +57,9 @@ pub async fn classify<'a>(
         Ok(Some(t)) if t.status.is_closed() && previous_thread(text).as_ref() == Some(&t.id) => {
             new_request(intake, envelope, now, text).await
         }
-        Ok(Some(t)) => Ok(Class::InThread(Box::new(in_thread(intake, msg, t)?))),
+        Ok(Some(t)) => Ok(Class::InThread(Box::new(
+            in_thread(intake, tx, msg, t).await?,
+        ))),
         Ok(None) => new_request(intake, envelope, now, text).await,
     }
 }
@@ -72,7 +76,13 @@ async fn new_request<'a>(
     }
     let previous = previous_thread(text);
     let mut category = gateway_recipients(intake, envelope)
-        .find_map(|r| r.plus_tag().and_then(|t| cat.get(t)))
+        .find_map(|r| {
+            r.plus_tag().and_then(|t| {
+                // Desk (issue 10): `+<category>-urgent` is the category's urgent line.
+                cat.get(t)
+                    .or_else(|| crate::desk::deadline::urgent_tag(t).and_then(|b| cat.get(b)))
+            })
+        })
         .or_else(|| cat.by_alias(&envelope.recipients));
     if category.is_none() {
         // The `Catégorie :` line is read with the common template, which every form shares.
@@ -97,8 +107,9 @@ async fn new_request<'a>(
     })
 }
 
-fn in_thread<'a>(
+async fn in_thread<'a>(
     intake: &'a Intake,
+    tx: &mut Tx,
     msg: &Message,
     thread: Thread,
 ) -> anyhow::Result<InThread<'a>> {
@@ -116,6 +127,13 @@ fn in_thread<'a>(
         &category.group_address,
         &category.experts,
     );
+    // Desk (issue 10): an expert on the category's roster posts like a listed expert.
+    let role = crate::desk::hooks::roster_role(&intake.store, tx, role, from, category).await?;
+    // Directory (issue 10): an expert whose profession may not answer is refused.
+    let directory = &intake.settings.directory;
+    let role =
+        crate::directory::hooks::may_answer(&intake.store, tx, directory, role, from.as_str())
+            .await?;
     let stripped = thread::strip_quoted(&msg.content.text);
     let (event, command, text) = match thread::parse_command(&stripped) {
         Some(c) => (

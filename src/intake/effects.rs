@@ -23,6 +23,9 @@ pub struct Applied<'a> {
     pub previous_category: &'a Category,
     /// The message behind them; `None` for the daemon's own transitions (auto-close).
     pub cause: Option<Cause<'a>>,
+    /// Desk (issue 10): the line stating the deadline of a thread being opened, for its
+    /// acknowledgement (`None` for every other transition).
+    pub deadline_line: Option<&'a str>,
 }
 
 /// An incoming message that caused the actions.
@@ -71,7 +74,16 @@ pub async fn run(
         let (kind, m) = match (action, &a.cause) {
             (Action::Acknowledge, Some(x)) => {
                 let previous = t.previous.as_ref().map(ThreadId::to_string);
-                let text = notices::ack(s, &t.id, c, previous.as_deref());
+                let mut text = notices::ack(s, &t.id, c, previous.as_deref());
+                // Desk (issue 10): the deadline (standard or urgent line), stated.
+                if let Some(line) = a.deadline_line {
+                    text = crate::directory::hooks::insert_after_line(text, "Catégorie : ", line);
+                }
+                // Directory (issue 10): who the requérant and the experts are.
+                let requester = t.requester.as_str();
+                let text =
+                    crate::directory::hooks::amend_ack(&intake.store, tx, c, requester, text)
+                        .await?;
                 let mut m = mail(t.requester.clone(), "Accusé de réception", text);
                 m.in_reply_to = x.envelope.message_id.clone();
                 m.references = x.envelope.message_id.iter().cloned().collect();
@@ -80,6 +92,11 @@ pub async fn run(
             (Action::Forward, Some(x)) => {
                 let text =
                     notices::forward(s, &t.id, c, &t.form, x.msg.signer(), &x.msg.content.text);
+                // Directory (issue 10): the requérant's profession, specialty and department.
+                let requester = t.requester.as_str();
+                let text =
+                    crate::directory::hooks::amend_forward(&intake.store, tx, requester, text)
+                        .await?;
                 let mut m = mail(c.group_address.clone(), "Nouvelle demande", text);
                 m.automatic = false;
                 m.attachments = x.msg.content.attachments.clone();
@@ -287,6 +304,8 @@ async fn send_report(
     let s = &intake.settings;
     let mut data =
         crate::report::assemble(&s.gateway.network, &intake.catalogue, t, &messages, now);
+    // Directory (issue 10): names and specialties of the people in the compte-rendu.
+    crate::directory::hooks::enrich_report(&intake.store, tx, &mut data).await?;
     // Hook (issue 11): the thread's billing acts, decided and recorded as the compte-rendu is
     // sent (in this transaction, so the yearly cap never counts a thread twice).
     let billing = &s.billing;

@@ -11,6 +11,7 @@ pub mod autoreply;
 pub mod bounce;
 pub mod classify;
 pub mod content;
+pub mod deadlines;
 pub mod effects;
 pub mod envelope;
 pub mod notices;
@@ -221,7 +222,9 @@ impl Intake {
             let msg = authenticate::sender(self, &mut cx, raw, &from).await?;
             // From here on the sender is proven: checks of the authenticated message go here.
             replay::check(self, &mut cx, &msg).await?;
-            let decision = match classify::classify(self, envelope, now, &msg).await? {
+            // Directory (issue 10): the signer's RPPS against the national directory.
+            authenticate::directory_match(self, &mut cx, &msg).await?;
+            let decision = match classify::classify(self, cx.tx, envelope, now, &msg).await? {
                 Class::Help => request::help(self, &mut cx, &msg, None).await,
                 Class::NoCategory => {
                     let why = "Votre message ne dit pas à quelle spécialité il s'adresse.";

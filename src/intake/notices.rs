@@ -281,3 +281,40 @@ pub fn refused(s: &Settings, id: &ThreadId, why: &str) -> String {
         signature(s)
     )
 }
+
+/// Desk (issue 10): the reminder to the category's group when a thread reaches its deadline
+/// unanswered. Names no patient: it says where to look.
+pub fn reminder(s: &Settings, id: &ThreadId, category: &Category, due: &str) -> String {
+    format!(
+        "Bonjour,\n\n\
+         La demande de téléexpertise {id} (catégorie {}) n'a pas reçu de réponse dans le délai \
+         prévu : elle était attendue au plus tard le {due}.\n\n\
+         Elle attend dans la boîte du groupe {}. Répondez-y, ou envoyez #prendre pour la \
+         prendre en charge.\n\n\
+         Sans réponse au double du délai, elle sera signalée à {}.\n\n{}",
+        category.name,
+        category.group_address,
+        category.escalation_address,
+        signature(s)
+    )
+}
+
+/// Desk (issue 10): the escalation when a thread is still unanswered at twice its deadline.
+pub fn escalation(
+    s: &Settings,
+    id: &ThreadId,
+    category: &Category,
+    due: &str,
+    opened: &str,
+) -> String {
+    format!(
+        "Bonjour,\n\n\
+         La demande de téléexpertise {id} (catégorie {}), reçue le {opened}, est toujours sans \
+         réponse au double de son délai (réponse attendue au plus tard le {due}). Le groupe {} \
+         a été relancé à l'échéance.\n\n\
+         Merci de trouver un expert pour y répondre.\n\n{}",
+        category.name,
+        category.group_address,
+        signature(s)
+    )
+}

@@ -19,6 +19,9 @@ pub enum Reason {
     UnknownThread,
     /// A bug met this message; it is kept and can be reprocessed once fixed.
     ProcessingError,
+    /// The signer's certificate carries another RPPS than the directory's for that address
+    /// (`directory.require_match`).
+    DirectoryMismatch,
 }
 
 impl Reason {
@@ -32,6 +35,7 @@ impl Reason {
             Reason::NotAuthorized => "not_authorized",
             Reason::UnknownThread => "unknown_thread",
             Reason::ProcessingError => "processing_error",
+            Reason::DirectoryMismatch => "directory_mismatch",
         }
     }
 
@@ -44,6 +48,7 @@ impl Reason {
             "not_authorized" => Reason::NotAuthorized,
             "unknown_thread" => Reason::UnknownThread,
             "processing_error" => Reason::ProcessingError,
+            "directory_mismatch" => Reason::DirectoryMismatch,
             other => Reason::Smime(RejectReason::parse(other)?),
         })
     }
@@ -64,6 +69,9 @@ impl Reason {
             Reason::UnknownThread => "La référence de téléexpertise citée n'existe pas.",
             Reason::ProcessingError => {
                 "Une erreur interne a empêché le traitement ; l'équipe informatique est prévenue."
+            }
+            Reason::DirectoryMismatch => {
+                "Le numéro RPPS de votre certificat n'est pas celui que l'annuaire santé donne pour votre adresse."
             }
         }
     }

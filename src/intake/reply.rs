@@ -28,6 +28,13 @@ pub async fn apply(
         Ok(o) => o,
         Err(refusal) => return refuse(intake, cx, msg, &it, refusal).await,
     };
+    // Desk (issue 10): an accepted expert's answer, #prendre, #clore or #annuler stops the
+    // deadline (a #transferer gives the new category the time left).
+    if !matches!(it.command, Some(Command::Transferer(_))) {
+        let cancelled = matches!(it.command, Some(Command::Annuler));
+        crate::desk::hooks::stop_deadline(&intake.store, cx.tx, &tid, it.role, cancelled, cx.now)
+            .await?;
+    }
     let kind = match (&it.command, it.role) {
         // The final answer of `#clore` is an answer (stats count the first answer's time).
         (Some(Command::Clore), _) if !it.text.trim().is_empty() => MessageKind::Answer,
@@ -63,6 +70,7 @@ pub async fn apply(
             role: it.role,
             text: &it.text,
         }),
+        deadline_line: None,
     };
     effects::run(intake, cx.tx, cx.now, &applied, &outcome.actions).await?;
     info!(%kind, to_status = after.status.as_str(), "thread updated");

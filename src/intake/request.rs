@@ -11,7 +11,7 @@ use super::{Decision, Intake, notices};
 use crate::catalogue::Category;
 use crate::form;
 use crate::mdn::Disposition;
-use crate::store::MessageKind;
+use crate::store::{MessageKind, OutboxKind};
 use crate::thread::{self, Role, Thread, ThreadId};
 
 /// The list of categories and their blank forms, with why when the request named none.
@@ -34,6 +34,19 @@ pub async fn open(
     previous: Option<ThreadId>,
 ) -> Stage<Decision> {
     let from = &msg.signer().email;
+    // Directory (issue 10): a requérant whose profession may not request is told so.
+    let refusal = crate::directory::hooks::refuse_requester(
+        &intake.store,
+        cx.tx,
+        &intake.settings,
+        from.as_str(),
+    )
+    .await?;
+    if let Some(text) = refusal {
+        auto_reply(intake, cx, from, "Demande refusée", text, None).await?;
+        info!("request refused: the directory's profession may not request");
+        return Ok(Decision::Processed { thread: None });
+    }
     let local_now = cx.now.with_timezone(&intake.catalogue.tz);
     let parsed = form::parse_form(
         &category.template,
@@ -99,6 +112,23 @@ pub async fn open(
         .store
         .append_audit(cx.tx, from.as_str(), "thread.opened", &tid, &detail, cx.now)
         .await?;
+    // Desk (issue 10): the deadline (standard or urgent line), stated in the acknowledgement.
+    let gateway = intake.settings.gateway.address.base();
+    let tags: Vec<String> = (cx.envelope.recipients.iter())
+        .filter(|r| r.base() == gateway)
+        .filter_map(|r| r.plus_tag().map(str::to_owned))
+        .collect();
+    let (deadline_line, urgent) = crate::desk::hooks::open_deadline(
+        &intake.store,
+        cx.tx,
+        &intake.settings,
+        category,
+        &tid,
+        &tags,
+        &t.form.unlisted,
+        cx.now,
+    )
+    .await?;
     let applied = Applied {
         thread: &t,
         category,
@@ -109,9 +139,27 @@ pub async fn open(
             role: Role::Requester,
             text: &c.text,
         }),
+        deadline_line: Some(&deadline_line),
     };
     effects::run(intake, cx.tx, cx.now, &applied, &outcome.actions).await?;
     // On thread opened: what else a new thread calls for goes here.
+    // Desk (issue 10): a notice to each expert on duty in the category now, after the forward.
+    let on_duty = crate::desk::hooks::on_duty_notices(
+        &intake.store,
+        cx.tx,
+        &intake.settings,
+        category,
+        &tid,
+        cx.now,
+    )
+    .await?;
+    let word = if urgent { "URGENT" } else { "Nouvelle demande" };
+    for (to, text) in on_duty {
+        let subject = thread::subject(&t.id, &category.name, word);
+        let m =
+            crate::outbox::gateway_message(&intake.settings, vec![to], subject, text, Some(&tid));
+        effects::send(intake, cx.tx, &tid, OutboxKind::Notice, m, cx.now).await?;
+    }
     // Hook (issue 11): the MDN the sender asked for.
     let processed = Disposition::Processed {
         thread: tid.clone(),

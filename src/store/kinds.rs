@@ -94,6 +94,8 @@ text_enum! {
         /// A disposition notification (RFC 8098) to the sender: encrypted when possible,
         /// never held (see `crate::mdn`).
         Mdn = "mdn",
+        /// The desk's reminder at a thread's deadline, or its escalation at twice it.
+        Reminder = "reminder",
     }
 }
 
@@ -122,7 +124,10 @@ impl OutboxKind {
             OutboxKind::Answer => MessageKind::Answer,
             OutboxKind::FollowUp => MessageKind::FollowUp,
             OutboxKind::Report => MessageKind::Report,
-            OutboxKind::Notice | OutboxKind::AdminAlert | OutboxKind::Mdn => MessageKind::Notice,
+            OutboxKind::Notice
+            | OutboxKind::AdminAlert
+            | OutboxKind::Mdn
+            | OutboxKind::Reminder => MessageKind::Notice,
         }
     }
 }
@@ -154,6 +159,7 @@ mod tests {
             "notice",
             "admin_alert",
             "mdn",
+            "reminder",
         ] {
             let kind: OutboxKind = k.parse().unwrap();
             assert_eq!(kind, k);

@@ -14,6 +14,8 @@
 
 mod audit;
 mod billing;
+mod deadlines;
+mod directory;
 mod domain;
 mod error;
 mod inbound;
@@ -23,12 +25,13 @@ mod ops;
 mod outbox;
 mod recipients;
 mod redact;
+mod roster;
 mod signatures;
 mod stats;
 mod threads;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,6 +46,8 @@ use tracing::{debug, info};
 
 pub use audit::{AuditEntry, AuditReport, GENESIS_HASH, audit_hash};
 pub use billing::ActRow;
+pub use deadlines::{DeadlineStep, PendingDeadline, ThreadDeadline};
+pub use directory::{DIRECTORY_BATCH, DirectoryEntry, DirectoryImport};
 pub use domain::AttachmentMeta;
 pub use error::{Result, StoreError};
 pub use inbound::{InboundMeta, InboundOutcome, InboundRow, NewInbound, QuarantineRow};
@@ -53,6 +58,7 @@ pub use outbox::{
     Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
     outbox_message_id,
 };
+pub use roster::RosterSlot;
 pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
@@ -204,6 +210,12 @@ impl Store {
                 "instances",
                 include_str!("../../migrations/sqlite/0004_instances.sql"),
                 include_str!("../../migrations/postgres/0004_instances.sql"),
+            ),
+            (
+                5,
+                "directory",
+                include_str!("../../migrations/sqlite/0005_directory.sql"),
+                include_str!("../../migrations/postgres/0005_directory.sql"),
             ),
             (
                 6,

@@ -146,11 +146,22 @@ impl Store {
         .ctx("counting failed outbox rows")
     }
 
-    /// Open threads past their deadline, as (category, urgent). The desk's deadlines (DESIGN.md,
-    /// *The desk*) are not stored yet, so no thread is overdue: this is the one place that
-    /// learns them, for both the metric and `status`.
-    pub async fn overdue_threads(&self, _now: DateTime<Utc>) -> Result<Vec<(String, bool)>> {
-        Ok(Vec::new())
+    /// Open threads past their deadline with no expert action yet (the desk's deadlines,
+    /// DESIGN.md *The desk*), as (category, urgent): for both the metric and `status`.
+    pub async fn overdue_threads(&self, now: DateTime<Utc>) -> Result<Vec<(String, bool)>> {
+        let rows = sqlx::query(
+            "SELECT t.category, d.urgent FROM thread_deadlines d \
+             JOIN threads t ON t.id = d.thread_id \
+             WHERE d.stopped_at IS NULL AND d.deadline_at <= $1 \
+             AND t.status IN ('nouvelle', 'en_cours')",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await
+        .ctx("reading overdue threads")?;
+        rows.iter()
+            .map(|r| Ok((col(r, "category")?, col::<i64>(r, "urgent")? != 0)))
+            .collect()
     }
 
     /// Records the heartbeat of a running instance, and forgets instances silent for a day.

@@ -26,6 +26,8 @@ pub struct ThreadStatsRow {
     pub created_at: DateTime<Utc>,
     /// First expert answer received.
     pub first_answer_at: Option<DateTime<Utc>>,
+    /// The thread's own deadline (standard or urgent), when the desk set one.
+    pub deadline_at: Option<DateTime<Utc>>,
     /// Closed at.
     pub closed_at: Option<DateTime<Utc>>,
 }
@@ -40,8 +42,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.id, t.category, t.requester, t.requester_rpps, t.status, t.created_at, \
              t.closed_at, (SELECT MIN(m.at) FROM thread_messages m WHERE m.thread_id = t.id \
-             AND m.direction = 'in' AND m.kind = 'answer') AS first_answer_at \
-             FROM threads t WHERE t.created_at >= $1 AND t.created_at < $2 \
+             AND m.direction = 'in' AND m.kind = 'answer') AS first_answer_at, \
+             d.deadline_at FROM threads t LEFT JOIN thread_deadlines d ON d.thread_id = t.id \
+             WHERE t.created_at >= $1 AND t.created_at < $2 \
              ORDER BY t.created_at, t.id",
         )
         .bind(ts(from))
@@ -59,6 +62,7 @@ impl Store {
                     status: col(row, "status")?,
                     created_at: col_ts(row, "created_at")?,
                     first_answer_at: col_ts_opt(row, "first_answer_at")?,
+                    deadline_at: col_ts_opt(row, "deadline_at")?,
                     closed_at: col_ts_opt(row, "closed_at")?,
                 })
             })

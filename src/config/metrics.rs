@@ -11,7 +11,7 @@ pub struct MetricsSettings {
 }
 
 impl MetricsSettings {
-    /// The parsed address (validated by [`Settings::problems`]).
+    /// The parsed address (validated by [`Settings::problems`](super::Settings::problems)).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.listen.as_deref().and_then(|l| l.parse().ok())
     }

@@ -140,14 +140,7 @@ mod tests {
 
     #[test]
     fn a_category_with_a_duplicate_label_is_a_problem_and_left_out() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml.in");
-        let text = std::fs::read_to_string(path)
-            .unwrap()
-            .replace("@CIPHER@", "aes-256-gcm")
-            .replace("@DATABASE_URL@", "sqlite:///tmp/x.db")
-            .replace("@IMAPS_PORT@", "993")
-            .replace("@SUBMISSION_PORT@", "587");
-        let mut settings: Settings = toml::from_str(&text).unwrap();
+        let mut settings = crate::config::dev_settings();
         let (ok, problems) = Catalogue::compile(&settings);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(ok.ids(), ["infectio", "pneumo"]);

@@ -145,3 +145,17 @@ pub fn load_and_validate(path: &Path) -> Result<Settings, ConfigError> {
         Err(ConfigError { problems })
     }
 }
+
+/// The development configuration (`config/dev.toml.in`) with placeholder values, for unit
+/// tests that need a whole `Settings`.
+#[cfg(test)]
+pub(crate) fn dev_settings() -> Settings {
+    let text = include_str!("../config/dev.toml.in")
+        .replace("@CIPHER@", "aes-256-gcm")
+        .replace("@DATABASE_URL@", "sqlite::memory:")
+        .replace("@DIR@", "/nonexistent")
+        .replace("@PKI@", "/nonexistent")
+        .replace("@IMAPS_PORT@", "993")
+        .replace("@SUBMISSION_PORT@", "587");
+    toml::from_str(&text).expect("config/dev.toml.in parses")
+}

@@ -329,20 +329,9 @@ impl Data<'_> {
 mod tests {
     use super::*;
 
-    fn dev_settings() -> Settings {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev.toml.in");
-        let text = std::fs::read_to_string(path)
-            .unwrap()
-            .replace("@CIPHER@", "aes-256-gcm")
-            .replace("@DATABASE_URL@", "sqlite:///tmp/x.db")
-            .replace("@IMAPS_PORT@", "993")
-            .replace("@SUBMISSION_PORT@", "587");
-        toml::from_str(&text).unwrap()
-    }
-
     #[test]
     fn within_deadline_uses_the_threads_own_deadline() {
-        let settings = dev_settings();
+        let settings = crate::config::dev_settings();
         let at = |m: i64| DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(m);
         let row = |id: &str, answer: i64, deadline: Option<i64>| crate::store::ThreadStatsRow {
             thread_id: id.into(),

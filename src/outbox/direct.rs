@@ -8,7 +8,7 @@ use chrono::Utc;
 use openssl::x509::X509;
 
 use crate::config::{EncryptOutgoing, Settings};
-use crate::mail::compose::{self, Outgoing};
+use crate::mail::compose;
 use crate::mail::smtp::SmtpSender;
 use crate::smime::SmimeEngine;
 use crate::store::Store;
@@ -22,21 +22,13 @@ pub async fn alert_admin_directly(
     text: String,
 ) -> anyhow::Result<()> {
     let g = &settings.gateway;
-    let alert = Outgoing {
-        from_name: g.display_name.clone(),
-        from: g.address.clone(),
-        to: vec![g.admin_address.clone()],
-        reply_to: None,
-        subject: subject.to_string(),
-        thread: None,
-        in_reply_to: None,
-        references: vec![],
-        automatic: true,
+    let alert = super::gateway_message(
+        settings,
+        vec![g.admin_address.clone()],
+        subject.to_string(),
         text,
-        attachments: vec![],
-        extra_headers: vec![],
-        report: None,
-    };
+        None,
+    );
     let now = Utc::now();
     // Not an outbox row: an id of its own kind, unique enough for one alert per outage.
     let message_id = format!(

@@ -120,7 +120,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wake.clone(),
         stop_tx.subscribe(),
     ));
-    tasks.spawn(deadline_tick(intake.clone(), stop_tx.subscribe()));
+    tasks.spawn(deadline_tick(
+        intake.clone(),
+        wake.clone(),
+        stop_tx.subscribe(),
+    ));
     if let Some(file) = settings.directory.file.clone() {
         tasks.spawn(crate::directory::watch::run(
             store.clone(),
@@ -245,11 +249,14 @@ async fn housekeeping(intake: Arc<Intake>, wake: Wake, mut stop: watch::Receiver
 }
 
 /// Desk (issue 10): the reminders and escalations of deadlines, from the database, every
-/// `deadlines::TICK`. Safe on every instance: each step is claimed by one transaction.
-async fn deadline_tick(intake: Arc<Intake>, mut stop: watch::Receiver<bool>) {
+/// `deadlines::TICK`. Safe on every instance: each step is claimed by one transaction. Wakes
+/// the outbox when it queued any, like every other commit that queues mail.
+async fn deadline_tick(intake: Arc<Intake>, wake: Wake, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = crate::intake::deadlines::tick(&intake, chrono::Utc::now()).await {
-            warn!(error = %format!("{e:#}"), "deadline reminders failed");
+        match crate::intake::deadlines::tick(&intake, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(_) => wake.notify(),
+            Err(e) => warn!(error = %format!("{e:#}"), "deadline reminders failed"),
         }
         if sleep_or_stop(crate::intake::deadlines::TICK, &mut stop).await {
             return;

@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         engine.protect(ack.as_bytes(), &[gp], true)?;
         let mut forward = format!("{head}To: <{group}>\r\n").into_bytes();
         forward.extend_from_slice(&auth.content);
-        engine.protect(&forward, std::slice::from_ref(&group_cert), true)?;
+        engine.protect(forward.as_slice(), std::slice::from_ref(&group_cert), true)?;
     }
     let (cpu, wall) = (cpu_seconds()? - cpu0, wall0.elapsed().as_secs_f64());
     println!(

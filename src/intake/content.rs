@@ -53,7 +53,7 @@ pub fn read_content(entity: &[u8]) -> Content {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("piece-jointe-{}", i + 1)),
                 content_type,
-                bytes: part.contents().to_vec(),
+                bytes: part.contents().into(),
             }
         })
         .collect();

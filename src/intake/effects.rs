@@ -239,7 +239,7 @@ pub async fn record_in(
 fn describe(atts: &[Attachment]) -> String {
     let list: Vec<AttachmentMeta> = atts
         .iter()
-        .map(|a| AttachmentMeta::of(&a.name, &a.content_type, &a.bytes))
+        .map(|a| AttachmentMeta::of(&a.name, &a.content_type, &a.bytes[..]))
         .collect();
     AttachmentMeta::to_json(&list)
 }
@@ -354,13 +354,13 @@ fn report_message(
     m.attachments = vec![Attachment {
         name: crate::report::pdf_file_name(&tid),
         content_type: "application/pdf".into(),
-        bytes: pdf.to_vec(),
+        bytes: pdf.into(),
     }];
     if let Some(zip) = &record.archive {
         m.attachments.push(Attachment {
             name: crate::report::XDM_FILE_NAME.into(),
             content_type: "application/zip".into(),
-            bytes: zip.clone(),
+            bytes: zip.as_slice().into(),
         });
     }
     m.extra_headers = record.headers.clone();

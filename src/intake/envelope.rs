@@ -66,7 +66,8 @@ fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
 impl Envelope {
     /// `None` when the bytes are not a message at all.
     pub fn parse(raw: &[u8]) -> Option<Envelope> {
-        let m = MessageParser::default().parse(raw)?;
+        // Headers only: the body (often megabytes of base64) is the S/MIME layer's business.
+        let m = MessageParser::default().parse_headers(raw)?;
         if m.headers().is_empty() {
             return None;
         }

@@ -438,12 +438,12 @@ fn message_span(inbound_id: i64) -> tracing::Span {
     tracing::info_span!("message", inbound_id, thread = tracing::field::Empty)
 }
 
-fn new_inbound(
-    f: &Fetched,
+fn new_inbound<'a>(
+    f: &'a Fetched,
     envelope: Option<&Envelope>,
     sha: &str,
     now: DateTime<Utc>,
-) -> NewInbound {
+) -> NewInbound<'a> {
     NewInbound {
         received_at: now,
         mailbox: f.mailbox.clone(),
@@ -455,7 +455,7 @@ fn new_inbound(
         from_addr: envelope
             .and_then(|e| e.from.as_ref())
             .map(|a| a.to_string()),
-        raw: f.raw.clone(),
+        raw: (&f.raw[..]).into(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Building the cleartext RFC 5322 messages the gateway sends (signing and encryption happen
 //! later, in the outbox): headers of the mail conventions, a text body, attachments unchanged.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
@@ -9,12 +11,13 @@ use mail_builder::mime::MimePart;
 
 use crate::address::EmailAddress;
 
-/// A file carried unchanged, byte for byte.
+/// A file carried unchanged, byte for byte. Shared, not copied, when the same file goes into
+/// several messages (the forward, the relays of an answer).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Attachment {
     pub name: String,
     pub content_type: String,
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for Attachment {
@@ -112,14 +115,19 @@ pub fn build(o: &Outgoing, message_id: &str, date: DateTime<Utc>) -> std::io::Re
             ],
         ));
         let raw = b.write_to_vec()?;
-        return Ok(crate::mail::normalize_crlf(&raw).into_owned());
+        return Ok(crate::mail::normalize_crlf_owned(raw));
     }
     b = b.text_body(o.text.replace("\r\n", "\n"));
+    // Attachments are borrowed, not copied, and the output is sized once for their base64
+    // (4/3, plus line ends): a large forward holds one copy of each file and one of itself.
+    let mut size = o.text.len() + 8 * 1024;
     for a in &o.attachments {
-        b = b.attachment(a.content_type.clone(), a.name.clone(), a.bytes.clone());
+        b = b.attachment(a.content_type.clone(), a.name.clone(), &a.bytes[..]);
+        size += a.bytes.len() / 57 * 78 + 1024;
     }
-    let raw = b.write_to_vec()?;
-    Ok(crate::mail::normalize_crlf(&raw).into_owned())
+    let mut raw = Vec::with_capacity(size);
+    b.write_to(&mut raw)?;
+    Ok(crate::mail::normalize_crlf_owned(raw))
 }
 
 #[cfg(test)]
@@ -147,7 +155,7 @@ mod tests {
             attachments: vec![Attachment {
                 name: "résultats.pdf".into(),
                 content_type: "application/pdf".into(),
-                bytes: b"%PDF-1.4 fake".to_vec(),
+                bytes: Arc::from(&b"%PDF-1.4 fake"[..]),
             }],
             extra_headers: vec![("X-MSS-INS", "N".into())],
             report: None,

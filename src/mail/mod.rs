@@ -76,22 +76,46 @@ impl MailError {
 /// Turns every bare LF into CRLF and leaves existing CRLF pairs alone (SMTP needs CRLF; lettre
 /// sends the bytes as given). A lone CR is left as it is. Borrows when nothing changes.
 pub fn normalize_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    let bare = raw
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
-        .count();
-    if bare == 0 {
-        return Cow::Borrowed(raw);
+    match first_bare_lf(raw, 0) {
+        None => Cow::Borrowed(raw),
+        Some(first) => Cow::Owned(crlf_from(raw, first)),
     }
-    let mut out = Vec::with_capacity(raw.len() + bare);
-    for (i, &b) in raw.iter().enumerate() {
-        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
+}
+
+/// [`normalize_crlf`] on an owned buffer: gives it back untouched when it is already canonical,
+/// so a large message is never copied for nothing.
+pub fn normalize_crlf_owned(raw: Vec<u8>) -> Vec<u8> {
+    match first_bare_lf(&raw, 0) {
+        None => raw,
+        Some(first) => crlf_from(&raw, first),
     }
-    Cow::Owned(out)
+}
+
+fn is_bare_lf(raw: &[u8], i: usize) -> bool {
+    i == 0 || raw.get(i - 1) != Some(&b'\r')
+}
+
+fn first_bare_lf(raw: &[u8], from: usize) -> Option<usize> {
+    let rest = raw.get(from..)?;
+    memchr::memchr_iter(b'\n', rest)
+        .map(|p| p + from)
+        .find(|&i| is_bare_lf(raw, i))
+}
+
+/// The canonical copy of `raw`, whose first bare LF is at `first`: whole runs are copied at a
+/// time (memchr), not byte by byte.
+fn crlf_from(raw: &[u8], first: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64 + 2);
+    let mut copied = 0;
+    let mut next = Some(first);
+    while let Some(i) = next {
+        out.extend_from_slice(raw.get(copied..i).unwrap_or_default());
+        out.extend_from_slice(b"\r\n");
+        copied = i + 1;
+        next = first_bare_lf(raw, copied);
+    }
+    out.extend_from_slice(raw.get(copied..).unwrap_or_default());
+    out
 }
 
 #[cfg(test)]
@@ -104,6 +128,15 @@ mod tests {
         assert!(matches!(normalize_crlf(raw), Cow::Borrowed(_)));
         assert_eq!(&*normalize_crlf(raw), raw);
         assert!(matches!(normalize_crlf(b""), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn owned_buffer_kept_when_canonical() {
+        let raw = b"a\r\nb\r\n".to_vec();
+        let ptr = raw.as_ptr();
+        let same = normalize_crlf_owned(raw);
+        assert_eq!(same.as_ptr(), ptr, "no copy of a canonical buffer");
+        assert_eq!(normalize_crlf_owned(b"a\nb\r\nc".to_vec()), b"a\r\nb\r\nc");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn alert_admin_directly(
         }
     };
     let certs: Vec<X509> = cert.into_iter().collect();
-    let protected = smime.protect(&raw, &certs, encrypt)?;
+    let protected = smime.protect(raw, &certs, encrypt)?;
     SmtpSender::new(&settings.smtp)?
         .send_raw(
             &g.address.to_string(),

@@ -257,7 +257,7 @@ impl Worker {
                 };
             }
         };
-        let protected = match self.smime.protect(&raw, &certs, encrypt) {
+        let protected = match self.smime.protect(raw, &certs, encrypt) {
             Ok(p) => p,
             Err(e) => {
                 return Outcome::Failed {
@@ -265,7 +265,6 @@ impl Worker {
                 };
             }
         };
-        drop(raw);
         let mut smtp = self.smtp.lock().await;
         let mut live = self.live.clone();
         let sent = tokio::select! {

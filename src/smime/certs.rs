@@ -178,14 +178,44 @@ pub fn load_anchors(path: &Path) -> Result<Vec<X509>, SmimeError> {
     Ok(anchors)
 }
 
-/// All certificates in the PEM/DER files of a folder (unreadable files are skipped).
-pub fn certs_in_dir(path: &Path) -> Vec<X509> {
-    files_of(path)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|f| std::fs::read(f).ok())
-        .flat_map(|b| certs_from_bytes(&b))
-        .collect()
+/// The certificates of `recipients_dir`, each with the addresses it carries, and the stamp of
+/// the files they came from: parsed once, reread only when a file is added, removed or changed
+/// (every outgoing message asks for one; parsing the folder each time cost more than signing).
+#[derive(Default)]
+pub struct RecipientSet {
+    pub certs: Vec<(X509, Vec<EmailAddress>)>,
+    stamp: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+impl RecipientSet {
+    /// Every certificate in the PEM/DER files of `dir` (unreadable files are skipped).
+    pub fn load(dir: &Path) -> RecipientSet {
+        let stamp = CrlSet::stamp_of(dir);
+        let certs = stamp
+            .iter()
+            .filter_map(|(f, _)| std::fs::read(f).ok())
+            .flat_map(|b| certs_from_bytes(&b))
+            .map(|c| {
+                let emails = cert_emails(&c);
+                (c, emails)
+            })
+            .collect();
+        RecipientSet { certs, stamp }
+    }
+
+    /// True when a file in `dir` was added, removed or modified since loading.
+    pub fn is_stale(&self, dir: &Path) -> bool {
+        CrlSet::stamp_of(dir) != self.stamp
+    }
+
+    /// The certificates naming `address` (compared without the plus-tag).
+    pub fn for_address(&self, address: &EmailAddress) -> Vec<X509> {
+        self.certs
+            .iter()
+            .filter(|(_, emails)| emails.iter().any(|e| e.base() == address.base()))
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
 }
 
 /// CRLs of `crl_dir` and the modification times they were read at.

@@ -112,7 +112,7 @@ fn classify(e: &ErrorStack) -> SigFailure {
 
 /// A SignedData whose signatures all verified cryptographically (no trust decision yet).
 pub struct Verified {
-    /// The signed content: the detached data or the encapsulated content.
+    /// The encapsulated content; empty for a detached signature (the caller has the data).
     pub content: Vec<u8>,
     /// The certificates that made the signatures, one per SignerInfo.
     pub signers: Vec<X509>,
@@ -127,14 +127,16 @@ pub struct Verified {
 pub fn verify_signed(der: &[u8], detached: Option<&[u8]>) -> Result<Verified, SigFailure> {
     let mut cms =
         CmsContentInfo::from_der(der).map_err(|e| SigFailure::Malformed(ssl_summary(&e)))?;
-    let mut out = Vec::new();
+    let mut content = Vec::new();
     let flags = CMSOptions::NO_SIGNER_CERT_VERIFY | CMSOptions::BINARY;
-    cms.verify(None, None, detached, Some(&mut out), flags)
-        .map_err(|e| classify(&e))?;
-    let content = match detached {
-        Some(d) => d.to_vec(),
-        None => out,
+    // Detached content is the caller's already: OpenSSL reads it and keeps no copy.
+    let out = if detached.is_some() {
+        None
+    } else {
+        Some(&mut content)
     };
+    cms.verify(None, None, detached, out, flags)
+        .map_err(|e| classify(&e))?;
     // SAFETY: `cms` is a valid CMS_ContentInfo whose SignerInfos all got their signer
     // certificate from CMS_verify above. The SignerInfo stack, each SignerInfo, its signer
     // certificate and its signature value are borrowed from `cms`: we only read them, copy each
@@ -211,10 +213,12 @@ pub enum DecryptFailure {
     NoKey(String),
 }
 
-/// Decrypts enveloped or authEnveloped data with the first key that is a recipient.
-pub fn decrypt(der: &[u8], keys: &[DecryptionKey]) -> Result<Vec<u8>, DecryptFailure> {
+/// Decrypts enveloped or authEnveloped data with the first key that is a recipient. The DER is
+/// freed once OpenSSL has parsed it, before the cleartext is made (large messages).
+pub fn decrypt(der: Vec<u8>, keys: &[DecryptionKey]) -> Result<Vec<u8>, DecryptFailure> {
     let cms =
-        CmsContentInfo::from_der(der).map_err(|e| DecryptFailure::Unreadable(ssl_summary(&e)))?;
+        CmsContentInfo::from_der(&der).map_err(|e| DecryptFailure::Unreadable(ssl_summary(&e)))?;
+    drop(der);
     let mut last = String::from("no decryption key configured");
     for k in keys {
         // With the certificate, OpenSSL picks the matching RecipientInfo (no trial decryption).

@@ -4,20 +4,14 @@
 //! Signatures cover exact bytes, so this works on the raw input and never re-serializes
 //! anything that is verified. Everything here is total: hostile input yields `None`/`Err`.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 
 /// Converts bare LF to CRLF: S/MIME signatures are computed over the canonical form.
-pub fn canonical_crlf(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() + input.len() / 32);
-    let mut prev = 0u8;
-    for &b in input {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
+/// Borrows when the input is canonical already (the usual case: IMAP serves CRLF).
+pub fn canonical_crlf(input: &[u8]) -> Cow<'_, [u8]> {
+    crate::mail::normalize_crlf(input)
 }
 
 /// CRLF to LF, for signers that signed the non-canonical form.
@@ -36,13 +30,10 @@ pub fn crlf_to_lf(input: &[u8]) -> Vec<u8> {
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > hay.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    memchr::memmem::find(hay.get(from..)?, needle).map(|p| p + from)
 }
 
 /// A MIME entity in canonical CRLF form, split into its header block and its body.
@@ -124,33 +115,51 @@ impl<'a> Entity<'a> {
 }
 
 /// Strict base64 (whitespace allowed, padding optional): a truncated or corrupted S/MIME
-/// body must not be silently half-decoded.
+/// body must not be silently half-decoded. Decoded a line at a time into one output buffer:
+/// no whitespace-free copy of the whole body is made.
 pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    // Whole quanta of 4 characters are decoded as they come; only the last chunk may be padded.
+    const CHUNK: usize = 64 * 1024;
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
-    engine
-        .decode(&compact)
-        .map_err(|e| format!("bad base64: {e}"))
+    let bad = |e: base64::DecodeError| format!("bad base64: {e}");
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + 128);
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if line.iter().any(u8::is_ascii_whitespace) {
+            pending.extend(line.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        } else {
+            pending.extend_from_slice(line);
+        }
+        if pending.len() >= CHUNK {
+            let whole = pending.len() / 4 * 4;
+            let (now, _) = pending.split_at(whole);
+            engine.decode_vec(now, &mut out).map_err(bad)?;
+            pending.drain(..whole);
+        }
+    }
+    engine.decode_vec(&pending, &mut out).map_err(bad)?;
+    Ok(out)
 }
 
-/// Base64 in 76-character lines with CRLF, as RFC 2045 asks.
-pub fn encode_base64_lines(data: &[u8]) -> Vec<u8> {
-    let text = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
-    for chunk in text.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
+/// Appends `data` as base64 lines of 76 characters with CRLF to `out`, encoded line by line
+/// (57 bytes each): no whole-size intermediate string.
+pub fn push_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    out.reserve(data.len().div_ceil(57) * 78);
+    let mut line = [0u8; 76];
+    for chunk in data.chunks(57) {
+        // 57 bytes always fit in 76 characters: the error branch cannot be taken.
+        if let Ok(n) = engine.encode_slice(chunk, &mut line) {
+            out.extend_from_slice(line.get(..n).unwrap_or_default());
+            out.extend_from_slice(b"\r\n");
+        }
     }
-    out
 }
 
 /// A parsed Content-Type value: lowercased `type/subtype` and its parameters.
@@ -294,8 +303,47 @@ mod tests {
 
     #[test]
     fn crlf_canonicalization() {
-        assert_eq!(canonical_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(&*canonical_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(crlf_to_lf(b"a\r\nb\rc\r\n"), b"a\nb\rc\n");
+    }
+
+    #[test]
+    fn base64_lines_round_trip_beyond_one_decoding_chunk() {
+        use base64::Engine as _;
+        // 300 KiB: several 64 KiB decoding chunks, lines of 76 with CRLF as RFC 2045 asks.
+        let data: Vec<u8> = (0..300 * 1024u32)
+            .map(|i| (i * 7 + i / 256) as u8)
+            .collect();
+        let mut lines = Vec::new();
+        push_base64_lines(&mut lines, &data);
+        assert!(lines.split(|&b| b == b'\n').all(|l| l.len() <= 77));
+        let whole = base64::engine::general_purpose::STANDARD.encode(&data);
+        let compact: Vec<u8> = lines
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        assert_eq!(
+            compact,
+            whole.as_bytes(),
+            "same characters as a one-shot encoding"
+        );
+        assert_eq!(decode_base64(&lines).unwrap(), data);
+        // Other line lengths and stray whitespace decode the same.
+        let odd: Vec<u8> = whole
+            .as_bytes()
+            .chunks(61)
+            .flat_map(|c| c.iter().copied().chain(*b" \t\n"))
+            .collect();
+        assert_eq!(decode_base64(&odd).unwrap(), data);
+        // Truncated or corrupted data is refused, not half decoded.
+        let mut bad = lines.clone();
+        bad[100_000] = b'*';
+        assert!(decode_base64(&bad).is_err());
+        assert!(
+            decode_base64(b"QUJD\r\nRA=\r\nQUJD\r\n").is_err(),
+            "padding mid-body"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use cms::DecryptionKey;
 pub use error::{RejectReason, Rejection, SmimeError};
 pub use unwrap::{Layer, MAX_DEPTH, Unwrapped, unwrap_layers};
 
-use certs::{AnchorSet, CrlSet, TrustView, Usage};
+use certs::{AnchorSet, CrlSet, RecipientSet, TrustView, Usage};
 
 /// Who signed an accepted message, as read from the certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,7 @@ pub struct SmimeEngine {
     require_crl: bool,
     require_encryption: bool,
     recipients_dir: Option<PathBuf>,
+    recipients: RwLock<RecipientSet>,
     cipher: Cipher,
     min_rsa_bits: u32,
 }
@@ -137,6 +138,13 @@ impl SmimeEngine {
             require_crl: settings.require_crl,
             require_encryption: settings.require_encryption,
             recipients_dir: settings.recipients_dir.clone(),
+            recipients: RwLock::new(
+                settings
+                    .recipients_dir
+                    .as_deref()
+                    .map(RecipientSet::load)
+                    .unwrap_or_default(),
+            ),
             cipher: settings.cipher,
             min_rsa_bits: settings.min_rsa_bits,
         };
@@ -176,6 +184,33 @@ impl SmimeEngine {
                 tracing::error!(error = %e, "CRL folder changed but cannot be reloaded: keeping the previous CRLs")
             }
         }
+    }
+
+    /// The certificates of `recipients_dir` naming `address`, rereading the folder first when a
+    /// file in it changed (a stat per file).
+    fn recipients_for(&self, address: &EmailAddress) -> Vec<X509> {
+        let Some(dir) = &self.recipients_dir else {
+            return Vec::new();
+        };
+        let stale = self
+            .recipients
+            .read()
+            .map(|s| s.is_stale(dir))
+            .unwrap_or(true);
+        if stale {
+            let fresh = RecipientSet::load(dir);
+            tracing::info!(
+                certificates = fresh.certs.len(),
+                "recipients folder changed: reloaded"
+            );
+            if let Ok(mut guard) = self.recipients.write() {
+                *guard = fresh;
+            }
+        }
+        self.recipients
+            .read()
+            .map(|s| s.for_address(address))
+            .unwrap_or_default()
     }
 
     /// Rereads the trust anchors when a file changed; keeps the previous ones when the new
@@ -357,10 +392,11 @@ impl SmimeEngine {
 
     /// Signs `message` (a complete cleartext message) with the gateway key and, when
     /// `encrypt`, encrypts it to every recipient and to the gateway (so the sent copy stays
-    /// readable). Routing headers stay outside; the MIME entity goes inside.
+    /// readable). Routing headers stay outside; the MIME entity goes inside. Given an owned
+    /// buffer, the cleartext is freed as soon as it is signed (large forwards).
     pub fn protect(
         &self,
-        message: &[u8],
+        message: impl Into<Vec<u8>>,
         recipients: &[X509],
         encrypt: bool,
     ) -> Result<Vec<u8>, SmimeError> {
@@ -385,7 +421,7 @@ impl SmimeEngine {
         }
         let gcm = self.cipher == Cipher::Aes256Gcm;
         protect::protect(
-            message,
+            message.into(),
             (
                 &self.identity.key.cert,
                 &self.identity.key.key,
@@ -413,17 +449,7 @@ impl SmimeEngine {
         learned: Option<X509>,
         now: DateTime<Utc>,
     ) -> Result<Option<X509>, String> {
-        let mut from_dir: Vec<X509> = match &self.recipients_dir {
-            Some(dir) => certs::certs_in_dir(dir)
-                .into_iter()
-                .filter(|c| {
-                    certs::cert_emails(c)
-                        .iter()
-                        .any(|e| e.base() == address.base())
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut from_dir = self.recipients_for(address);
         from_dir.sort_by_key(|c| std::cmp::Reverse(certs::asn1_to_chrono(c.not_after())));
         let mut weak = None;
         for cert in learned.into_iter().chain(from_dir) {

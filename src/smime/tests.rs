@@ -624,6 +624,19 @@ fn recipients_and_usable_certificates() {
         e.recipient_from_dir(&EmailAddress::parse("nobody@hopital.test").unwrap())
             .is_none()
     );
+    // The folder is parsed once and reread when a file is added or removed, without a restart.
+    let gp = EmailAddress::parse("dr.martin@cabinet.test").unwrap();
+    assert!(e.recipient_from_dir(&gp).is_none());
+    std::fs::copy(user("gp", "crt"), dir.join("gp.pem")).unwrap();
+    assert!(
+        e.recipient_from_dir(&gp).is_some(),
+        "a certificate added is seen"
+    );
+    std::fs::remove_file(dir.join("gp.pem")).unwrap();
+    assert!(
+        e.recipient_from_dir(&gp).is_none(),
+        "a certificate removed is forgotten"
+    );
     let cert = |n: &str| X509::from_pem(&std::fs::read(user(n, "crt")).unwrap()).unwrap();
     let now = Utc::now();
     assert!(e.certificate_is_usable(&cert("gp"), now));

@@ -2,11 +2,15 @@
 //! the gateway keys and checks every signature cryptographically. No trust decision here
 //! (that is `SmimeEngine::authenticate`); this is the pure stage the fuzz target drives.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use openssl::x509::X509;
 
 use super::cms::{self, CmsKind, DecryptFailure, DecryptionKey, SigFailure};
 use super::error::{RejectReason, Rejection};
 use super::mime::{self, ContentType, Entity};
+use crate::mail::normalize_crlf_owned;
 
 /// Nesting deeper than this is refused: real clients use at most three layers.
 pub const MAX_DEPTH: usize = 8;
@@ -44,20 +48,24 @@ impl Unwrapped {
 /// Unwraps every layer of `raw` (a complete message or a MIME entity).
 pub fn unwrap_layers(raw: &[u8], keys: &[DecryptionKey]) -> Result<Unwrapped, Rejection> {
     let mut layers = Vec::new();
-    let mut current = mime::canonical_crlf(raw);
+    // Each layer's buffer replaces the one before, so at most two are alive at once.
+    let mut current: Cow<'_, [u8]> = mime::canonical_crlf(raw);
     for depth in 0..=MAX_DEPTH {
         match step(&current, keys, depth, layers.is_empty())? {
             Step::Leaf => {
                 return Ok(Unwrapped {
-                    content: current,
+                    content: current.into_owned(),
                     layers,
                 });
             }
             Step::Inner(layer, inner) => {
                 layers.push(layer);
-                current = mime::canonical_crlf(&inner);
+                current = Cow::Owned(normalize_crlf_owned(inner));
             }
-            Step::Attachment(inner) => current = inner,
+            Step::Part(layer, part) => {
+                layers.extend(layer);
+                current = narrowed(current, part);
+            }
         }
     }
     Err(Rejection::new(
@@ -68,9 +76,30 @@ pub fn unwrap_layers(raw: &[u8], keys: &[DecryptionKey]) -> Result<Unwrapped, Re
 
 enum Step {
     Leaf,
+    /// A layer and the content it wrapped (decrypted, or taken out of an opaque signature).
     Inner(Layer, Vec<u8>),
-    /// The one S/MIME part of an outer multipart: continue with that part alone.
-    Attachment(Vec<u8>),
+    /// Continue with a part of the current entity, in place: the content of a detached
+    /// signature (with its layer), or the one S/MIME part of an outer multipart (without).
+    Part(Option<Layer>, Range<usize>),
+}
+
+/// The bytes of `part` within `current`, without copying them: a borrowed entity is sliced,
+/// an owned one trimmed where it lies. Both are already canonical CRLF.
+fn narrowed(current: Cow<'_, [u8]>, part: Range<usize>) -> Cow<'_, [u8]> {
+    match current {
+        Cow::Borrowed(b) => Cow::Borrowed(b.get(part).unwrap_or_default()),
+        Cow::Owned(mut v) => {
+            v.truncate(part.end);
+            v.drain(..part.start.min(v.len()));
+            Cow::Owned(v)
+        }
+    }
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr().addr().saturating_sub(whole.as_ptr().addr());
+    start..start + part.len()
 }
 
 fn malformed(depth: usize, what: impl std::fmt::Display) -> Rejection {
@@ -94,7 +123,7 @@ fn step(
     let entity = Entity::parse(entity_raw);
     let ct = entity.content_type();
     if ct.is("multipart/signed") {
-        return multipart_signed(&entity, &ct, depth);
+        return multipart_signed(entity_raw, &entity, &ct, depth);
     }
     if is_pkcs7_mime(&ct) {
         return pkcs7_mime(&entity, keys, depth);
@@ -119,7 +148,7 @@ fn step(
             .collect();
         return match smime.as_slice() {
             [] => Ok(Step::Leaf),
-            [one] => Ok(Step::Attachment(one.to_vec())),
+            [one] => Ok(Step::Part(None, range_in(entity_raw, one))),
             _ => Err(malformed(depth, "several S/MIME parts side by side")),
         };
     }
@@ -127,6 +156,7 @@ fn step(
 }
 
 fn multipart_signed(
+    entity_raw: &[u8],
     entity: &Entity<'_>,
     ct: &ContentType,
     depth: usize,
@@ -159,27 +189,23 @@ fn multipart_signed(
     // `signed` is the exact raw bytes of the first part, already canonical CRLF: the form
     // RFC 8551 says is signed. Some signers (NSS's own test corpus among them) sign the LF
     // form instead; the same bytes with LF line ends are accepted too, as Thunderbird does.
+    // Either way the content carried on is `signed` itself, in its canonical form.
     let v = match cms::verify_signed(&der, Some(signed)) {
         Err(SigFailure::Tampered(first)) => {
             let lf = mime::crlf_to_lf(signed);
-            cms::verify_signed(&der, Some(&lf))
-                .map(|v| cms::Verified {
-                    content: signed.to_vec(),
-                    ..v
-                })
-                .map_err(|_| SigFailure::Tampered(first))
+            cms::verify_signed(&der, Some(&lf)).map_err(|_| SigFailure::Tampered(first))
         }
         other => other,
     }
     .map_err(|f| sig_rejection(depth, "detached signature", f))?;
-    Ok(Step::Inner(
-        Layer::Signed {
+    Ok(Step::Part(
+        Some(Layer::Signed {
             signers: v.signers,
             signatures: v.signatures,
             certs: v.certs,
             detached: true,
-        },
-        v.content,
+        }),
+        range_in(entity_raw, signed),
     ))
 }
 
@@ -208,7 +234,7 @@ fn pkcs7_mime(
         }
         Some(kind @ (CmsKind::Enveloped | CmsKind::AuthEnveloped)) => {
             // Garbage that merely starts like enveloped data is malformed, not "for someone else".
-            let plain = cms::decrypt(&der, keys).map_err(|f| match f {
+            let plain = cms::decrypt(der, keys).map_err(|f| match f {
                 DecryptFailure::Unreadable(e) => {
                     malformed(depth, format!("unreadable encrypted data: {e}"))
                 }

@@ -5,11 +5,14 @@
 //! set with `moved_at` still NULL means "committed but not yet moved out of INBOX": after a
 //! crash, [`Store::unmoved`] lists what to MOVE again.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tracing::debug;
 
+use super::blobs::{self, Blob};
 use super::error::Ctx;
 use super::{
     InboundStatus, Result, Store, StoreError, col, col_parsed, col_ts, col_ts_opt, col_u,
@@ -18,7 +21,7 @@ use super::{
 
 /// A message just fetched, to store as received.
 #[derive(Clone)]
-pub struct NewInbound {
+pub struct NewInbound<'a> {
     /// When it was fetched.
     pub received_at: DateTime<Utc>,
     /// IMAP folder it was fetched from.
@@ -35,8 +38,8 @@ pub struct NewInbound {
     pub size: u64,
     /// The `From` address as written in the header (not yet authenticated).
     pub from_addr: Option<String>,
-    /// The message exactly as fetched.
-    pub raw: Vec<u8>,
+    /// The message exactly as fetched (borrowed from the fetch: never copied to be stored).
+    pub raw: Cow<'a, [u8]>,
 }
 
 /// Every column of an inbound row but the raw bytes.
@@ -163,12 +166,16 @@ impl Store {
     /// Stores a message as received, outcome `stored`; returns its id. A message whose SHA-256
     /// is already stored is refused with [`StoreError::DuplicateInbound`] (carrying the existing
     /// id); the transaction stays usable on both backends (`ON CONFLICT DO NOTHING`).
-    pub async fn insert_inbound(&self, conn: &mut AnyConnection, new: &NewInbound) -> Result<i64> {
+    pub async fn insert_inbound(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewInbound<'_>,
+    ) -> Result<i64> {
         let message_id = new.message_id.as_deref().and_then(normalize_message_id);
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO inbound (received_at, mailbox, uidvalidity, uid, message_id, sha256, \
-             size, from_addr, raw, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             size, from_addr, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (sha256) DO NOTHING RETURNING id",
         )
         .bind(ts(new.received_at))
@@ -179,13 +186,13 @@ impl Store {
         .bind(&new.sha256)
         .bind(to_i64("message size", new.size)?)
         .bind(&new.from_addr)
-        .bind(&new.raw)
         .bind(InboundStatus::Stored.as_str())
         .fetch_optional(&mut *conn)
         .await
         .ctx("inserting an inbound message")?;
         match id {
             Some(id) => {
+                blobs::put(conn, Blob::Inbound, id, &new.raw).await?;
                 debug!(inbound_id = id, uid = new.uid, "inbound message stored");
                 Ok(id)
             }
@@ -288,22 +295,25 @@ impl Store {
 
     /// One stored message, raw bytes included.
     pub async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .ctx("reading an inbound message")?;
         let row = sqlx::query(concat!(
             "SELECT ",
             meta_cols!(),
-            ", raw FROM inbound WHERE id = $1"
+            " FROM inbound WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await
         .with_ctx(|| format!("reading inbound message #{id}"))?;
-        row.map(|row| {
-            Ok(InboundRow {
-                meta: meta_from_row(&row)?,
-                raw: col(&row, "raw")?,
-            })
-        })
-        .transpose()
+        let Some(row) = row else { return Ok(None) };
+        let meta = meta_from_row(&row)?;
+        let size = usize::try_from(meta.size).unwrap_or(0);
+        let raw = blobs::get(&mut conn, Blob::Inbound, id, size).await?;
+        Ok(Some(InboundRow { meta, raw }))
     }
 
     /// Quarantined messages, oldest first.
@@ -404,7 +414,7 @@ mod tests {
             );
 
             let row = store.get_inbound(id).await.unwrap().unwrap();
-            assert_eq!(row.raw, new.raw);
+            assert_eq!(row.raw, *new.raw);
             assert_eq!(row.meta.received_at, new.received_at);
             assert_eq!(row.meta.outcome, "quarantined");
             assert!(store.get_inbound(id + 100).await.unwrap().is_none());

@@ -14,6 +14,7 @@
 
 mod audit;
 mod billing;
+mod blobs;
 mod deadlines;
 mod directory;
 mod domain;
@@ -146,6 +147,9 @@ impl Store {
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
+            // A SQLite connection is a file handle in this process: it cannot have died
+            // behind our back, so no ping round trip to its worker thread on every acquire.
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::query(SQLITE_BUSY_PRAGMA).execute(&mut *conn).await?;
@@ -191,6 +195,12 @@ impl Store {
 
     /// Applies the embedded migrations of the backend; running it again is a no-op.
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_up_to(i64::MAX).await
+    }
+
+    /// Applies the migrations up to version `last` (tests of an upgrade start from an older
+    /// schema).
+    pub(crate) async fn migrate_up_to(&self, last: i64) -> Result<()> {
         // (version, name, SQLite text, PostgreSQL text), in order.
         const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
             (
@@ -223,9 +233,16 @@ impl Store {
                 include_str!("../../migrations/sqlite/0006_billing_acts.sql"),
                 include_str!("../../migrations/postgres/0006_billing_acts.sql"),
             ),
+            (
+                7,
+                "raw_chunks",
+                include_str!("../../migrations/sqlite/0007_raw_chunks.sql"),
+                include_str!("../../migrations/postgres/0007_raw_chunks.sql"),
+            ),
         ];
         let migrations = MIGRATIONS
             .iter()
+            .filter(|m| m.0 <= last)
             .map(|&(version, name, sqlite, postgres)| {
                 let sql = match self.backend {
                     Backend::Sqlite => sqlite,

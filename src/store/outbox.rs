@@ -37,6 +37,7 @@ use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use tracing::{debug, info, warn};
 
+use super::blobs::{self, Blob};
 use super::error::Ctx;
 
 mod wakeup;
@@ -189,7 +190,7 @@ async fn change_row(conn: &mut AnyConnection, id: i64, change: RowChange<'_>) ->
 
 macro_rules! outbox_cols {
     () => {
-        "id, created_at, message_id, thread_id, kind, envelope_from, recipients, raw, status, \
+        "id, created_at, message_id, thread_id, kind, envelope_from, recipients, status, \
          attempts, next_attempt_at, claimed_until, claimed_by, last_error, sent_at, failed_at"
     };
 }
@@ -242,7 +243,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
         kind: col_parsed(row, "kind")?,
         envelope_from: col(row, "envelope_from")?,
         recipients: split_list(&recipients),
-        raw: col(row, "raw")?,
+        raw: Vec::new(),
         status: status.parse()?,
         attempts: col(row, "attempts")?,
         next_attempt_at: col_ts(row, "next_attempt_at")?,
@@ -279,16 +280,15 @@ impl Store {
         let recipients = join_list("recipient list", &new.recipients)?;
         let created = ts(now);
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (created_at, thread_id, kind, envelope_from, recipients, raw, \
+            "INSERT INTO outbox (created_at, thread_id, kind, envelope_from, recipients, \
              status, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $1) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $1) RETURNING id",
         )
         .bind(&created)
         .bind(&new.thread_id)
         .bind(new.kind.as_str())
         .bind(&new.envelope_from)
         .bind(&recipients)
-        .bind(Vec::<u8>::new())
         .fetch_one(&mut *conn)
         .await
         .ctx("queueing an outgoing message")?;
@@ -297,13 +297,13 @@ impl Store {
             message_id: message_id.clone(),
             source: source.into(),
         })?;
-        sqlx::query("UPDATE outbox SET message_id = $2, raw = $3 WHERE id = $1")
+        sqlx::query("UPDATE outbox SET message_id = $2 WHERE id = $1")
             .bind(id)
             .bind(&message_id)
-            .bind(raw)
             .execute(&mut *conn)
             .await
-            .with_ctx(|| format!("storing the body of outgoing message #{id}"))?;
+            .with_ctx(|| format!("storing the Message-ID of outgoing message #{id}"))?;
+        blobs::put(conn, Blob::Outbox, id, &raw).await?;
         if self.backend == Backend::Postgres {
             // Delivered at commit, to every instance (see the module documentation).
             sqlx::query("SELECT pg_notify($1, '')")
@@ -339,7 +339,10 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .ctx("claiming a due outgoing message")?;
-        let row = row.as_ref().map(outbox_from_row).transpose()?;
+        let row = match row.as_ref().map(outbox_from_row).transpose()? {
+            Some(row) => Some(self.with_raw(row).await?),
+            None => None,
+        };
         if let Some(row) = &row {
             debug!(
                 outbox_id = row.id,
@@ -478,7 +481,7 @@ impl Store {
 
     /// Rows in a given state, oldest first.
     pub async fn outbox_by_status(&self, status: OutboxStatus) -> Result<Vec<OutboxRow>> {
-        sqlx::query(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT ",
             outbox_cols!(),
             " FROM outbox WHERE status = $1 ORDER BY id"
@@ -486,15 +489,17 @@ impl Store {
         .bind(status.as_str())
         .fetch_all(&self.pool)
         .await
-        .ctx("listing outgoing messages")?
-        .iter()
-        .map(outbox_from_row)
-        .collect()
+        .ctx("listing outgoing messages")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(self.with_raw(outbox_from_row(row)?).await?);
+        }
+        Ok(out)
     }
 
     /// One outbox row.
     pub async fn get_outbox(&self, id: i64) -> Result<Option<OutboxRow>> {
-        sqlx::query(concat!(
+        let row = sqlx::query(concat!(
             "SELECT ",
             outbox_cols!(),
             " FROM outbox WHERE id = $1"
@@ -502,10 +507,11 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .with_ctx(|| format!("reading outgoing message #{id}"))?
-        .as_ref()
-        .map(outbox_from_row)
-        .transpose()
+        .with_ctx(|| format!("reading outgoing message #{id}"))?;
+        match row.as_ref().map(outbox_from_row).transpose()? {
+            Some(row) => Ok(Some(self.with_raw(row).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The outbox row that carries this Message-ID (any form, normalised).
@@ -513,7 +519,7 @@ impl Store {
         let Some(message_id) = normalize_message_id(message_id) else {
             return Ok(None);
         };
-        sqlx::query(concat!(
+        let row = sqlx::query(concat!(
             "SELECT ",
             outbox_cols!(),
             " FROM outbox WHERE message_id = $1"
@@ -521,10 +527,22 @@ impl Store {
         .bind(message_id)
         .fetch_optional(&self.pool)
         .await
-        .ctx("looking up an outgoing message by Message-ID")?
-        .as_ref()
-        .map(outbox_from_row)
-        .transpose()
+        .ctx("looking up an outgoing message by Message-ID")?;
+        match row.as_ref().map(outbox_from_row).transpose()? {
+            Some(row) => Ok(Some(self.with_raw(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `row` with its message bytes (`outbox_raw`, store/blobs.rs).
+    async fn with_raw(&self, mut row: OutboxRow) -> Result<OutboxRow> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .with_ctx(|| format!("reading outgoing message #{}", row.id))?;
+        row.raw = blobs::get(&mut conn, Blob::Outbox, row.id, 0).await?;
+        Ok(row)
     }
 }
 

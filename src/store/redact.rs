@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{InboundRow, NewInbound, NewThreadMessage, OutboxRow, ThreadRow};
 
-impl fmt::Debug for NewInbound {
+impl fmt::Debug for NewInbound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewInbound")
             .field("uid", &self.uid)
@@ -80,7 +80,7 @@ mod tests {
             "{shown}"
         );
         let mut inbound = crate::store::testutil::sample_inbound(1);
-        inbound.raw = b"Subject: x\r\n\r\nNom : DUPONT\r\n".to_vec();
+        inbound.raw = b"Subject: x\r\n\r\nNom : DUPONT\r\n".to_vec().into();
         let shown = format!("{inbound:?}");
         assert!(!shown.contains("DUPONT"), "{shown}");
         let message = NewThreadMessage {

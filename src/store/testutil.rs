@@ -159,7 +159,7 @@ where
 }
 
 /// A distinct inbound message number `n` (`<m{n}@b>`, SHA-256 field derived from `n`).
-pub(crate) fn sample_inbound(n: u32) -> NewInbound {
+pub(crate) fn sample_inbound(n: u32) -> NewInbound<'static> {
     let raw = format!("From: a@b\r\nMessage-ID: <m{n}@b>\r\n\r\nbody {n}\r\n").into_bytes();
     NewInbound {
         received_at: parse_ts("2026-11-27T13:46:33.123Z").expect("timestamp"),
@@ -170,7 +170,7 @@ pub(crate) fn sample_inbound(n: u32) -> NewInbound {
         sha256: format!("{n:064x}"),
         size: raw.len() as u64,
         from_addr: Some("dr.a@b.mssante.fr".into()),
-        raw,
+        raw: raw.into(),
     }
 }
 

@@ -449,13 +449,21 @@ impl Store {
         let mut report = PurgeReport::default();
         for thread in &threads {
             // Raw mail first, while thread_messages still links it to the thread.
+            sqlx::query(
+                "DELETE FROM inbound_raw WHERE inbound_id IN (SELECT id FROM inbound \
+                 WHERE purged_at IS NULL AND (thread_id = $1 OR id IN (SELECT inbound_id \
+                 FROM thread_messages WHERE thread_id = $1 AND inbound_id IS NOT NULL)))",
+            )
+            .bind(thread)
+            .execute(&mut *conn)
+            .await
+            .with_ctx(|| format!("purging the raw mail of thread {thread}"))?;
             report.inbound += sqlx::query(
-                "UPDATE inbound SET raw = $2, purged_at = $3 WHERE purged_at IS NULL \
+                "UPDATE inbound SET purged_at = $2 WHERE purged_at IS NULL \
                  AND (thread_id = $1 OR id IN (SELECT inbound_id FROM thread_messages \
                  WHERE thread_id = $1 AND inbound_id IS NOT NULL))",
             )
             .bind(thread)
-            .bind(Vec::<u8>::new())
             .bind(ts(now))
             .execute(&mut *conn)
             .await
@@ -839,7 +847,7 @@ mod tests {
             let kept = store.get_inbound(in3).await.unwrap().unwrap();
             assert_eq!(
                 (kept.raw, kept.meta.purged_at),
-                (sample_inbound(3).raw, None)
+                (sample_inbound(3).raw.into_owned(), None)
             );
             assert_eq!(store.thread_messages(&recent.id).await.unwrap().len(), 1);
 

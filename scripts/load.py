@@ -77,7 +77,9 @@ import time
 # Targets. The seed's volume is ~150 requests a month with a median answer in an hour, so these
 # are generous: a burst of 200 requests on a 2-core machine must be taken in at >= 2 requests/s,
 # 95 % of the acknowledgements must be sent within 30 s of submission, and the daemon must stay
-# under 200 MB resident.
+# under 200 MB resident. With fewer than 10 requests (`--requests 1 --attachment-kb 13380`: one
+# large request) there is no throughput target and the memory one is DESIGN.md's for a single
+# message, 3 x its size + 64 MB.
 TARGET_INTAKE_RPS = 2.0
 TARGET_P95_ACK_S = 30.0
 TARGET_PEAK_RSS_MB = 200.0
@@ -776,14 +778,18 @@ def run_load(a, bin_src, debug_build, state):
 
     lost = bool(problems)
     misses = []
-    if not intake_rps >= TARGET_INTAKE_RPS:
+    # A handful of requests (one large one, say) says nothing about throughput: there the
+    # memory target is DESIGN.md's for one message, 3 x its size + 64 MB.
+    few = n < 10
+    rss_limit = 3 * biggest + 64 if few else TARGET_PEAK_RSS_MB
+    if not few and not intake_rps >= TARGET_INTAKE_RPS:
         misses.append(f"intake {intake_rps:.2f}/s < {TARGET_INTAKE_RPS}/s")
     if p95 != p95 or p95 > TARGET_P95_ACK_S:
         misses.append(f"p95 ack {fmt_s(p95)} > {TARGET_P95_ACK_S} s")
-    if peak_mb > TARGET_PEAK_RSS_MB:
-        misses.append(f"peak RSS {peak_mb:.0f} MB > {TARGET_PEAK_RSS_MB:.0f} MB")
-    targets = (f"targets: intake >= {TARGET_INTAKE_RPS}/s, p95 ack <= {TARGET_P95_ACK_S:.0f} s, "
-               f"peak RSS <= {TARGET_PEAK_RSS_MB:.0f} MB")
+    if peak_mb > rss_limit:
+        misses.append(f"peak RSS {peak_mb:.0f} MB > {rss_limit:.0f} MB")
+    targets = (f"targets: {'' if few else f'intake >= {TARGET_INTAKE_RPS}/s, '}"
+               f"p95 ack <= {TARGET_P95_ACK_S:.0f} s, peak RSS <= {rss_limit:.0f} MB")
     if lost:
         print(f"VERDICT: FAIL - requests not processed exactly once ({len(problems)} "
               f"problem(s) above){f'; log: {log_path}' if a.keep else ''}")

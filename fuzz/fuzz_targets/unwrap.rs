@@ -17,6 +17,11 @@ mod unwrap;
 
 use std::sync::OnceLock;
 
+/// `error.rs` can name the signer of a refused message (filled in by the engine, never by the
+/// unwrap stage): a stand-in, so that the file compiles here on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerIdentity;
+
 use libfuzzer_sys::fuzz_target;
 
 /// Bob's key from the Thunderbird corpus: the seeds' encrypted layers decrypt with it.

@@ -74,48 +74,16 @@ impl MailError {
 }
 
 /// Turns every bare LF into CRLF and leaves existing CRLF pairs alone (SMTP needs CRLF; lettre
-/// sends the bytes as given). A lone CR is left as it is. Borrows when nothing changes.
+/// sends the bytes as given). A lone CR is left as it is. Borrows when nothing changes. The one
+/// implementation is S/MIME's canonicalisation (`smime/mime.rs`), which signatures depend on.
 pub fn normalize_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    match first_bare_lf(raw, 0) {
-        None => Cow::Borrowed(raw),
-        Some(first) => Cow::Owned(crlf_from(raw, first)),
-    }
+    crate::smime::mime::canonical_crlf(raw)
 }
 
 /// [`normalize_crlf`] on an owned buffer: gives it back untouched when it is already canonical,
 /// so a large message is never copied for nothing.
 pub fn normalize_crlf_owned(raw: Vec<u8>) -> Vec<u8> {
-    match first_bare_lf(&raw, 0) {
-        None => raw,
-        Some(first) => crlf_from(&raw, first),
-    }
-}
-
-fn is_bare_lf(raw: &[u8], i: usize) -> bool {
-    i == 0 || raw.get(i - 1) != Some(&b'\r')
-}
-
-fn first_bare_lf(raw: &[u8], from: usize) -> Option<usize> {
-    let rest = raw.get(from..)?;
-    memchr::memchr_iter(b'\n', rest)
-        .map(|p| p + from)
-        .find(|&i| is_bare_lf(raw, i))
-}
-
-/// The canonical copy of `raw`, whose first bare LF is at `first`: whole runs are copied at a
-/// time (memchr), not byte by byte.
-fn crlf_from(raw: &[u8], first: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64 + 2);
-    let mut copied = 0;
-    let mut next = Some(first);
-    while let Some(i) = next {
-        out.extend_from_slice(raw.get(copied..i).unwrap_or_default());
-        out.extend_from_slice(b"\r\n");
-        copied = i + 1;
-        next = first_bare_lf(raw, copied);
-    }
-    out.extend_from_slice(raw.get(copied..).unwrap_or_default());
-    out
+    crate::smime::mime::canonical_crlf_owned(raw)
 }
 
 #[cfg(test)]

@@ -8,10 +8,45 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 
-/// Converts bare LF to CRLF: S/MIME signatures are computed over the canonical form.
-/// Borrows when the input is canonical already (the usual case: IMAP serves CRLF).
+/// Converts bare LF to CRLF: S/MIME signatures are computed over the canonical form. Existing
+/// CRLF pairs and lone CRs are left alone. Borrows when the input is canonical already (the
+/// usual case: IMAP serves CRLF).
 pub fn canonical_crlf(input: &[u8]) -> Cow<'_, [u8]> {
-    crate::mail::normalize_crlf(input)
+    match first_bare_lf(input, 0) {
+        None => Cow::Borrowed(input),
+        Some(first) => Cow::Owned(crlf_from(input, first)),
+    }
+}
+
+/// [`canonical_crlf`] on an owned buffer: given back untouched when it is canonical already.
+pub fn canonical_crlf_owned(input: Vec<u8>) -> Vec<u8> {
+    match first_bare_lf(&input, 0) {
+        None => input,
+        Some(first) => crlf_from(&input, first),
+    }
+}
+
+fn first_bare_lf(raw: &[u8], from: usize) -> Option<usize> {
+    let rest = raw.get(from..)?;
+    memchr::memchr_iter(b'\n', rest)
+        .map(|p| p + from)
+        .find(|&i| i == 0 || raw.get(i - 1) != Some(&b'\r'))
+}
+
+/// The canonical copy of `raw`, whose first bare LF is at `first`: whole runs are copied at a
+/// time (memchr), not byte by byte.
+fn crlf_from(raw: &[u8], first: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64 + 2);
+    let mut copied = 0;
+    let mut next = Some(first);
+    while let Some(i) = next {
+        out.extend_from_slice(raw.get(copied..i).unwrap_or_default());
+        out.extend_from_slice(b"\r\n");
+        copied = i + 1;
+        next = first_bare_lf(raw, copied);
+    }
+    out.extend_from_slice(raw.get(copied..).unwrap_or_default());
+    out
 }
 
 /// CRLF to LF, for signers that signed the non-canonical form.

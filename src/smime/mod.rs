@@ -8,7 +8,7 @@ mod certs;
 mod cms;
 mod error;
 mod keys;
-mod mime;
+pub(crate) mod mime;
 mod protect;
 mod unwrap;
 

@@ -9,7 +9,6 @@ use openssl::x509::X509;
 
 use super::error::SmimeError;
 use super::mime;
-use crate::mail::normalize_crlf_owned;
 
 fn ssl(context: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> SmimeError {
     move |source| SmimeError::OpenSsl { context, source }
@@ -135,7 +134,7 @@ pub fn protect(
     signer: (&X509, &PKey<Private>, &[X509]),
     encrypt_to: Option<(&[X509], bool)>,
 ) -> Result<Vec<u8>, SmimeError> {
-    let message = normalize_crlf_owned(message);
+    let message = mime::canonical_crlf_owned(message);
     let (mut out, entity_start) = {
         let (outer, headers, body) = split_message(&message)?;
         let mut out = Vec::with_capacity(outer.len() + headers.len() + body.len() + 16 * 1024);

@@ -10,7 +10,6 @@ use openssl::x509::X509;
 use super::cms::{self, CmsKind, DecryptFailure, DecryptionKey, SigFailure};
 use super::error::{RejectReason, Rejection};
 use super::mime::{self, ContentType, Entity};
-use crate::mail::normalize_crlf_owned;
 
 /// Nesting deeper than this is refused: real clients use at most three layers.
 pub const MAX_DEPTH: usize = 8;
@@ -60,7 +59,7 @@ pub fn unwrap_layers(raw: &[u8], keys: &[DecryptionKey]) -> Result<Unwrapped, Re
             }
             Step::Inner(layer, inner) => {
                 layers.push(layer);
-                current = Cow::Owned(normalize_crlf_owned(inner));
+                current = Cow::Owned(mime::canonical_crlf_owned(inner));
             }
             Step::Part(layer, part) => {
                 layers.extend(layer);

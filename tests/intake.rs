@@ -121,7 +121,16 @@ impl Desk {
             OutboxStatus::Sent,
             OutboxStatus::Failed,
         ] {
-            rows.extend(self.store.outbox_by_status(s).await.unwrap());
+            // Listings carry no bytes: each message is read whole, as the worker would.
+            for r in self.store.outbox_by_status(s).await.unwrap() {
+                rows.push(
+                    self.store
+                        .get_outbox(r.id)
+                        .await
+                        .unwrap()
+                        .expect("outbox row"),
+                );
+            }
         }
         rows.sort_by_key(|r| r.id);
         rows.into_iter()

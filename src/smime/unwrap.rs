@@ -89,16 +89,22 @@ fn narrowed(current: Cow<'_, [u8]>, part: Range<usize>) -> Cow<'_, [u8]> {
         Cow::Borrowed(b) => Cow::Borrowed(b.get(part).unwrap_or_default()),
         Cow::Owned(mut v) => {
             v.truncate(part.end);
-            v.drain(..part.start.min(v.len()));
+            v.drain(..part.start);
             Cow::Owned(v)
         }
     }
 }
 
-/// Where `part`, a slice of `whole`, lies in it.
-fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr().addr().saturating_sub(whole.as_ptr().addr());
-    start..start + part.len()
+/// Where `part`, a slice of `whole`, lies in it; an error (never an empty or shifted part) if
+/// it does not lie there.
+fn range_in(whole: &[u8], part: &[u8], depth: usize) -> Result<Range<usize>, Rejection> {
+    let start = part.as_ptr().addr().wrapping_sub(whole.as_ptr().addr());
+    let range = start..start.wrapping_add(part.len());
+    if range.start <= range.end && range.end <= whole.len() {
+        Ok(range)
+    } else {
+        Err(malformed(depth, "internal: part outside its entity"))
+    }
 }
 
 fn malformed(depth: usize, what: impl std::fmt::Display) -> Rejection {
@@ -147,7 +153,7 @@ fn step(
             .collect();
         return match smime.as_slice() {
             [] => Ok(Step::Leaf),
-            [one] => Ok(Step::Part(None, range_in(entity_raw, one))),
+            [one] => Ok(Step::Part(None, range_in(entity_raw, one, depth)?)),
             _ => Err(malformed(depth, "several S/MIME parts side by side")),
         };
     }
@@ -204,7 +210,7 @@ fn multipart_signed(
             certs: v.certs,
             detached: true,
         }),
-        range_in(entity_raw, signed),
+        range_in(entity_raw, signed, depth)?,
     ))
 }
 

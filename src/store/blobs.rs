@@ -12,7 +12,7 @@
 use sqlx::AnyConnection;
 
 use super::error::Ctx;
-use super::{Result, StoreError, to_i64};
+use super::{Result, to_i64};
 
 /// Bytes per chunk: large enough that a typical request is one row, small enough that the
 /// driver's copies stay far below the message.
@@ -58,7 +58,8 @@ pub(crate) async fn put(conn: &mut AnyConnection, blob: Blob, id: i64, bytes: &[
 }
 
 /// The bytes of row `id` (empty when none are stored: never written, or purged), read a chunk
-/// at a time into a buffer of `size_hint` bytes.
+/// at a time into a buffer of `size_hint` bytes. Chunks of any size are read: migration 0007
+/// moved each older message over as one chunk, megabytes long.
 pub(crate) async fn get(
     conn: &mut AnyConnection,
     blob: Blob,
@@ -74,14 +75,8 @@ pub(crate) async fn get(
             .await
             .with_ctx(|| format!("reading the bytes of {blob:?} #{id}"))?;
         let Some(chunk) = chunk else { break };
-        if chunk.len() > CHUNK {
-            return Err(StoreError::Corrupt {
-                column: "bytes",
-                detail: format!("chunk {seq} of {blob:?} #{id} holds {} bytes", chunk.len()),
-            });
-        }
         out.extend_from_slice(&chunk);
-        // Only the last chunk is short: no query for a chunk that cannot exist.
+        // Only the last chunk [`put`] writes is short: no query for one that cannot exist.
         if chunk.len() < CHUNK {
             break;
         }
@@ -136,16 +131,18 @@ mod tests {
         .await;
     }
 
-    /// A database made before migration 7 keeps its mail: raw bytes move to the chunk tables.
+    /// A database made before migration 7 keeps its mail: raw bytes move to the chunk tables,
+    /// a large message as one chunk longer than those written since.
     async fn upgrade_keeps_raw_mail(store: Store) {
         store.migrate_up_to(6).await.unwrap();
-        let inbound = pattern(3000);
+        let inbound = pattern(CHUNK * 2 + 5);
         let outgoing = b"Message-ID: <teleavis.1.1@x>\r\n\r\nhello\r\n".to_vec();
         sqlx::query(
             "INSERT INTO inbound (received_at, mailbox, uidvalidity, uid, sha256, size, raw, \
-             outcome) VALUES ('2026-11-27T13:46:33.123Z', 'INBOX', 1, 1, 'aa', 3000, $1, 'processed')",
+             outcome) VALUES ('2026-11-27T13:46:33.123Z', 'INBOX', 1, 1, 'aa', $2, $1, 'processed')",
         )
         .bind(inbound.clone())
+        .bind(inbound.len() as i64)
         .execute(store.pool())
         .await
         .unwrap();

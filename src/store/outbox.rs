@@ -135,7 +135,9 @@ pub struct OutboxRow {
     pub envelope_from: String,
     /// SMTP envelope recipients.
     pub recipients: Vec<String>,
-    /// Cleartext RFC 5322 message; signed and encrypted when sent.
+    /// Cleartext RFC 5322 message; signed and encrypted when sent. Read (from `outbox_raw`) by
+    /// [`Store::claim_due`] and [`Store::get_outbox`] only: empty in the rows of listings and
+    /// lookups, which never need a message's bytes (a forward may be megabytes).
     pub raw: Vec<u8>,
     /// State.
     pub status: OutboxStatus,
@@ -479,9 +481,9 @@ impl Store {
         Ok(n)
     }
 
-    /// Rows in a given state, oldest first.
+    /// Rows in a given state, oldest first (without their bytes).
     pub async fn outbox_by_status(&self, status: OutboxStatus) -> Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(concat!(
+        sqlx::query(concat!(
             "SELECT ",
             outbox_cols!(),
             " FROM outbox WHERE status = $1 ORDER BY id"
@@ -489,12 +491,10 @@ impl Store {
         .bind(status.as_str())
         .fetch_all(&self.pool)
         .await
-        .ctx("listing outgoing messages")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.with_raw(outbox_from_row(row)?).await?);
-        }
-        Ok(out)
+        .ctx("listing outgoing messages")?
+        .iter()
+        .map(outbox_from_row)
+        .collect()
     }
 
     /// One outbox row.
@@ -514,12 +514,13 @@ impl Store {
         }
     }
 
-    /// The outbox row that carries this Message-ID (any form, normalised).
+    /// The outbox row that carries this Message-ID (any form, normalised), without its bytes
+    /// (bounces are matched with it).
     pub async fn find_outbox_by_message_id(&self, message_id: &str) -> Result<Option<OutboxRow>> {
         let Some(message_id) = normalize_message_id(message_id) else {
             return Ok(None);
         };
-        let row = sqlx::query(concat!(
+        sqlx::query(concat!(
             "SELECT ",
             outbox_cols!(),
             " FROM outbox WHERE message_id = $1"
@@ -527,11 +528,10 @@ impl Store {
         .bind(message_id)
         .fetch_optional(&self.pool)
         .await
-        .ctx("looking up an outgoing message by Message-ID")?;
-        match row.as_ref().map(outbox_from_row).transpose()? {
-            Some(row) => Ok(Some(self.with_raw(row).await?)),
-            None => Ok(None),
-        }
+        .ctx("looking up an outgoing message by Message-ID")?
+        .as_ref()
+        .map(outbox_from_row)
+        .transpose()
     }
 
     /// `row` with its message bytes (`outbox_raw`, store/blobs.rs).

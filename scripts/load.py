@@ -859,6 +859,10 @@ def smime_floor(ctx, bin_src):
     """CPU seconds per request of the S/MIME work alone (examples/smime_floor.rs)."""
     target = os.path.dirname(os.path.dirname(bin_src))
     kind = os.path.basename(os.path.dirname(bin_src))
+    if kind not in ("release", "debug"):
+        # A binary kept elsewhere (--bin /tmp/teleavis-old): the tree's release build.
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+        kind = "release"
     exe = os.path.join(target, kind, "examples", "smime_floor")
     if not os.access(exe, os.X_OK):
         say("building examples/smime_floor")

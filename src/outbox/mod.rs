@@ -120,6 +120,14 @@ pub async fn alert_admin(
     Ok(())
 }
 
+/// One row handled, and what its claim saw of the rest of the queue (`store::Claimed`).
+struct Done {
+    id: i64,
+    outcome: Outcome,
+    more_due: bool,
+    next_due: Option<DateTime<Utc>>,
+}
+
 pub struct Worker {
     settings: Arc<Settings>,
     store: Store,
@@ -159,10 +167,17 @@ impl Worker {
             // Marks every wake-up so far as seen: one arriving during the drain is kept.
             wake.borrow_and_update();
             live.borrow_and_update();
-            // Drain everything due, then wait.
+            // Drain everything due, then wait. A send tells whether more was due and when the
+            // next row falls due, so that the common case asks the database nothing more.
+            let mut known_next = None;
             loop {
-                match self.run_once(Utc::now()).await {
-                    Ok(Some(_)) if !*stop.borrow() => continue,
+                match self.step(Utc::now()).await {
+                    Ok(Some(done)) if !*stop.borrow() => {
+                        if done.outcome == Outcome::Sent && !done.more_due {
+                            known_next = Some(done.next_due);
+                            break;
+                        }
+                    }
                     Ok(_) => break,
                     Err(e) => {
                         warn!(error = %format!("{e:#}"), "outbox: database error");
@@ -170,7 +185,11 @@ impl Worker {
                     }
                 }
             }
-            let wait = match self.store.next_due_after(Utc::now()).await {
+            let next = match known_next {
+                Some(next) => Ok(next),
+                None => self.store.next_due_after(Utc::now()).await,
+            };
+            let wait = match next {
                 // A millisecond late, so the row is due by the store's clock too.
                 Ok(Some(at)) => (at - Utc::now())
                     .to_std()
@@ -196,6 +215,11 @@ impl Worker {
 
     /// Claims and handles one due row; `None` when nothing is due.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<Option<(i64, Outcome)>> {
+        Ok(self.step(now).await?.map(|d| (d.id, d.outcome)))
+    }
+
+    /// [`Self::run_once`], with what the claim saw of the rest of the queue.
+    async fn step(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Done>> {
         // A whole SMTP session ends within 3 × timeout (mail/smtp.rs); past this lease a row
         // claimed by a worker that died is taken over by another.
         let lease = Duration::from_secs(self.settings.smtp.timeout_seconds * 3 + 15);
@@ -203,9 +227,10 @@ impl Worker {
             // Without its liveness locks a claim would look dead to other instances at once.
             return Ok(None);
         }
-        let Some(mut row) = self.store.claim_due(now, &self.name, lease).await? else {
+        let Some(claimed) = self.store.claim(now, &self.name, lease).await? else {
             return Ok(None);
         };
+        let (more_due, next_due, mut row) = (claimed.more_due, claimed.next_due, claimed.row);
         // The cleartext is not kept beside its signed and encrypted form while it is sent.
         let raw = std::mem::take(&mut row.raw);
         let outcome = self.deliver(&row, raw, now).await;
@@ -215,7 +240,12 @@ impl Worker {
         }
         // Stamped when the server answered, not when the row was claimed.
         self.record(&row, &outcome, Utc::now()).await?;
-        Ok(Some((row.id, outcome)))
+        Ok(Some(Done {
+            id: row.id,
+            outcome,
+            more_due,
+            next_due,
+        }))
     }
 
     async fn deliver(&self, row: &OutboxRow, raw: Vec<u8>, now: DateTime<Utc>) -> Outcome {
@@ -301,7 +331,7 @@ impl Worker {
             return Ok(None);
         };
         let learned = match self.store.recipient_certificate(&addr).await {
-            Ok(Some((der, _))) => X509::from_der(&der).ok(),
+            Ok(Some((der, _))) => self.smime.certificate_from_der(&der),
             _ => None,
         };
         self.smime.recipient_certificate(&addr, learned, Utc::now())

@@ -11,12 +11,14 @@ mod keys;
 pub(crate) mod mime;
 mod protect;
 mod unwrap;
+mod verdicts;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use openssl::x509::{X509, X509Ref};
@@ -85,6 +87,10 @@ pub struct SmimeEngine {
     recipients: RwLock<RecipientSet>,
     cipher: Cipher,
     min_rsa_bits: u32,
+    /// Bumped on every reload of the anchors or the CRLs: older verdicts no longer hold.
+    trust_generation: AtomicU64,
+    /// Recipient certificates parsed, and found fit to encrypt to (verdicts.rs).
+    verdicts: verdicts::Verdicts,
 }
 
 impl SmimeEngine {
@@ -147,6 +153,8 @@ impl SmimeEngine {
             ),
             cipher: settings.cipher,
             min_rsa_bits: settings.min_rsa_bits,
+            trust_generation: AtomicU64::new(0),
+            verdicts: verdicts::Verdicts::default(),
         };
         let own = &engine.identity;
         if let Err((reason, detail)) =
@@ -176,6 +184,7 @@ impl SmimeEngine {
         match CrlSet::load(dir) {
             Ok(fresh) => {
                 tracing::info!(crls = fresh.crls.len(), "CRL folder changed: reloaded");
+                self.trust_generation.fetch_add(1, Ordering::AcqRel);
                 if let Ok(mut guard) = self.crls.write() {
                     *guard = fresh;
                 }
@@ -230,6 +239,7 @@ impl SmimeEngine {
                     anchors = fresh.certs.len(),
                     "trust anchors changed: reloaded"
                 );
+                self.trust_generation.fetch_add(1, Ordering::AcqRel);
                 if let Ok(mut guard) = self.anchors.write() {
                     *guard = fresh;
                 }
@@ -453,7 +463,7 @@ impl SmimeEngine {
         from_dir.sort_by_key(|c| std::cmp::Reverse(certs::asn1_to_chrono(c.not_after())));
         let mut weak = None;
         for cert in learned.into_iter().chain(from_dir) {
-            match self.check(&cert, &[], now, Usage::Encrypt) {
+            match self.check_recipient(&cert, now) {
                 Ok(()) => return Ok(Some(cert)),
                 Err((reason, detail)) => {
                     tracing::info!(subject = %certs::name_summary(&cert), %reason, %detail, "certificate not usable");
@@ -471,10 +481,37 @@ impl SmimeEngine {
         }
     }
 
+    /// A certificate from its DER (a learned one, read from the store), decoded once per
+    /// process: `None` when it does not decode.
+    pub fn certificate_from_der(&self, der: &[u8]) -> Option<X509> {
+        self.verdicts.parse(der)
+    }
+
+    /// The checks before encrypting to `cert` ([`Self::check`] with `Usage::Encrypt`), a
+    /// success remembered for a while (verdicts.rs): the same few recipients get every message.
+    fn check_recipient(
+        &self,
+        cert: &X509,
+        now: DateTime<Utc>,
+    ) -> Result<(), (RejectReason, String)> {
+        self.refresh_anchors();
+        self.refresh_crls();
+        let generation = self.trust_generation.load(Ordering::Acquire);
+        let key = cert.to_der().ok().map(|der| verdicts::key_of(&der));
+        if key.is_some_and(|k| self.verdicts.usable(&k, generation, now)) {
+            return Ok(());
+        }
+        self.check(cert, &[], now, Usage::Encrypt)?;
+        if let Some(k) = key {
+            self.verdicts.remember(k, cert, generation, now);
+        }
+        Ok(())
+    }
+
     /// True when `cert` may be encrypted to: chains to an anchor, valid at `now`, not revoked,
     /// usable for e-mail protection, a strong enough key. Used before learning a certificate.
     pub fn certificate_is_usable(&self, cert: &X509, now: DateTime<Utc>) -> bool {
-        match self.check(cert, &[], now, Usage::Encrypt) {
+        match self.check_recipient(cert, now) {
             Ok(()) => true,
             Err((reason, detail)) => {
                 tracing::info!(subject = %certs::name_summary(cert), %reason, %detail, "certificate not usable");

@@ -1307,3 +1307,47 @@ fn issue7_fuzz_seeds_unwrap_with_the_fuzz_key() {
         assert_eq!(who(&shape(name)), ["encrypted", signer], "{name}");
     }
 }
+
+#[test]
+fn recipient_verdicts_last_until_trust_changes_or_time_passes() {
+    let tmp = scratch();
+    let anchors = tmp.path().join("anchors");
+    let crl_dir = tmp.path().join("crl");
+    std::fs::create_dir(&anchors).unwrap();
+    std::fs::create_dir(&crl_dir).unwrap();
+    std::fs::copy(pki().join("ca.crt"), anchors.join("ca.crt")).unwrap();
+    std::fs::copy(pki().join("other-ca.crt"), anchors.join("other-ca.crt")).unwrap();
+    let e = SmimeEngine::load(&SmimeSettings {
+        trust_anchors: anchors.clone(),
+        crl_dir: Some(crl_dir.clone()),
+        ..settings(false)
+    })
+    .unwrap();
+    let cert = |n: &str| X509::from_pem(&std::fs::read(user(n, "crt")).unwrap()).unwrap();
+    let now = Utc::now();
+    // Remembered as usable, asked again: still usable.
+    for _ in 0..2 {
+        assert!(e.certificate_is_usable(&cert("revoked"), now));
+        assert!(e.certificate_is_usable(&cert("otherca"), now));
+    }
+    // A CRL arrives: the remembered verdict goes with the reload.
+    std::fs::copy(pki().join("crl/ca.crl.pem"), crl_dir.join("ca.pem")).unwrap();
+    assert!(!e.certificate_is_usable(&cert("revoked"), now));
+    // An anchor removed: its certificates are no longer usable.
+    std::fs::remove_file(anchors.join("other-ca.crt")).unwrap();
+    assert!(!e.certificate_is_usable(&cert("otherca"), now));
+    // Time: a verdict does not outlive the certificate, nor hold before it was reached.
+    let gp = cert("gp");
+    assert!(e.certificate_is_usable(&gp, now));
+    let expired =
+        crate::smime::certs::asn1_to_chrono(gp.not_after()).unwrap() + chrono::Duration::days(1);
+    assert!(!e.certificate_is_usable(&gp, expired));
+    let in_2020 = Utc.with_ymd_and_hms(2020, 6, 1, 0, 0, 0).unwrap();
+    assert!(!e.certificate_is_usable(&gp, in_2020));
+    // A learned certificate's DER is decoded once and gives the same certificate.
+    let der = gp.to_der().unwrap();
+    let a = e.certificate_from_der(&der).unwrap();
+    assert_eq!(a.to_der().unwrap(), der);
+    assert_eq!(e.certificate_from_der(&der).unwrap().to_der().unwrap(), der);
+    assert!(e.certificate_from_der(b"not a certificate").is_none());
+}

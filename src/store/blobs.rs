@@ -66,8 +66,32 @@ pub(crate) async fn get(
     id: i64,
     size_hint: usize,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(size_hint);
-    for seq in 0i64.. {
+    read_from(conn, blob, id, Vec::with_capacity(size_hint), 0).await
+}
+
+/// The bytes of row `id` when its first chunk was read already (by the statement that claimed
+/// it): the rest, if that chunk is a full one, is appended to it.
+pub(crate) async fn get_after(
+    conn: &mut AnyConnection,
+    blob: Blob,
+    id: i64,
+    first: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if first.len() < CHUNK {
+        return Ok(first);
+    }
+    read_from(conn, blob, id, first, 1).await
+}
+
+/// Appends the chunks of row `id` from number `from` on to `out`.
+async fn read_from(
+    conn: &mut AnyConnection,
+    blob: Blob,
+    id: i64,
+    mut out: Vec<u8>,
+    from: i64,
+) -> Result<Vec<u8>> {
+    for seq in from.. {
         let chunk: Option<Vec<u8>> = sqlx::query_scalar(blob.select_sql())
             .bind(id)
             .bind(seq)

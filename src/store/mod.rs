@@ -56,7 +56,7 @@ pub use kinds::{Direction, InboundStatus, MessageKind, OutboxKind};
 pub use lease::{ClaimHolder, Lease};
 pub use ops::{AuditRow, InstanceBeat, InstanceRow, OpsSnapshot};
 pub use outbox::{
-    Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
+    Claimed, Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
     outbox_message_id,
 };
 pub use roster::RosterSlot;

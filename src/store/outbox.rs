@@ -1,10 +1,10 @@
 //! The send queue: enqueue with a stable Message-ID, claim due rows, record each attempt.
 //!
 //! **Message-ID.** It is derived from the row: `<teleavis.{id}.{created_unix}@{domain}>`.
-//! Because the id is only known after the insert, [`Store::enqueue`] inserts the row with an
-//! empty body, computes the Message-ID, calls the caller's `build` closure with it to produce the
-//! cleartext RFC 5322 message (which must carry that Message-ID header), and stores body and
-//! Message-ID in the same transaction. What is sent is always the stored `raw`, so a resend
+//! [`Store::enqueue`] inserts the row with the id its table gives next and the Message-ID made
+//! of it, calls the caller's `build` closure with that Message-ID to produce the cleartext
+//! RFC 5322 message (which must carry it as its header), and stores the body in the same
+//! transaction. What is sent is always the stored `raw`, so a resend
 //! after a crash repeats the same bytes and the same Message-ID.
 //!
 //! **Claiming.** [`Store::claim_due`] takes one due row (`pending`, `next_attempt_at <= now`,
@@ -33,8 +33,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe};
 use tracing::{debug, info, warn};
 
 use super::blobs::{self, Blob};
@@ -157,11 +157,31 @@ pub struct OutboxRow {
     pub failed_at: Option<DateTime<Utc>>,
 }
 
+/// A claimed row, and what the claim saw of the rest of the queue at that instant.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub row: OutboxRow,
+    /// Another row was claimable too: claim again after this one.
+    pub more_due: bool,
+    /// When the next pending row other than this one falls due after the claim, if any (as
+    /// [`Store::next_due_after`] would say once this row is sent).
+    pub next_due: Option<DateTime<Utc>>,
+}
+
 /// The Message-ID of outbox row `id` created at `created_at`:
 /// `<teleavis.{id}.{created_unix}@{domain}>`. The creation second makes it unique even if a
 /// database is recreated and ids start again.
 pub fn outbox_message_id(id: i64, created_at: DateTime<Utc>, domain: &str) -> String {
-    format!("<teleavis.{id}.{}@{domain}>", created_at.timestamp())
+    let (prefix, suffix) = message_id_affixes(created_at, domain);
+    format!("{prefix}{id}{suffix}")
+}
+
+/// What comes before and after the id in [`outbox_message_id`] (the insert builds it in SQL).
+fn message_id_affixes(created_at: DateTime<Utc>, domain: &str) -> (&'static str, String) {
+    (
+        "<teleavis.",
+        format!(".{}@{domain}>", created_at.timestamp()),
+    )
 }
 
 /// One status change of an outbox row: `sql` updates row `$1` under its guard, with `at` as
@@ -197,6 +217,37 @@ macro_rules! outbox_cols {
     };
 }
 
+/// What a claim returns beside the row, so that the common case costs one statement, not
+/// three: its first chunk of bytes (`chunk0`), when the next pending row other than this one
+/// falls due after now (`next_due`, as `next_due_after`), and, closing with the caller's
+/// subquery, whether another row is claimable now (`more_due`): after sending this one the
+/// worker claims again only then.
+macro_rules! claim_extras {
+    () => {
+        concat!(
+            ", (SELECT r.bytes FROM outbox_raw r WHERE r.outbox_id = outbox.id AND r.seq = 0) ",
+            "AS chunk0, (SELECT MIN(CASE WHEN o.claimed_until > o.next_attempt_at ",
+            "THEN o.claimed_until ELSE o.next_attempt_at END) FROM outbox o ",
+            "WHERE o.status = 'pending' AND o.id <> outbox.id ",
+            "AND (o.next_attempt_at > $3 OR o.claimed_until > $3)) AS next_due, ",
+            "CAST(CASE WHEN EXISTS "
+        )
+    };
+}
+
+/// The end of `more_due`: the claimable row is not waiting behind an earlier pending message
+/// of its thread to the same recipients, the claimed row aside (it is being sent: what waits
+/// behind it only is claimable once it is).
+macro_rules! more_unblocked {
+    () => {
+        concat!(
+            "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.thread_id = o.thread_id ",
+            "AND e.recipients = o.recipients AND e.id < o.id AND e.status = 'pending' ",
+            "AND e.id <> outbox.id)) THEN 1 ELSE 0 END AS BIGINT) AS more_due"
+        )
+    };
+}
+
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id = (",
     "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3 ",
@@ -213,7 +264,16 @@ const CLAIM_POSTGRES: &str = concat!(
     "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.thread_id = o.thread_id ",
     "AND e.recipients = o.recipients AND e.id < o.id AND e.status = 'pending') ",
     "ORDER BY o.next_attempt_at, o.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
-    outbox_cols!()
+    outbox_cols!(),
+    claim_extras!(),
+    // More: another row claimable now, by the same rules.
+    "(SELECT 1 FROM outbox o WHERE o.id <> outbox.id AND o.status = 'pending' ",
+    "AND o.next_attempt_at <= $3 AND (o.claimed_until IS NULL OR o.claimed_until <= $3 ",
+    "OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted ",
+    "AND l.objsubid = 2 AND l.classid::bigint = 1952803941 ",
+    "AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) ",
+    "AND l.objid::bigint = (hashtext(o.claimed_by)::bigint & 4294967295))) ",
+    more_unblocked!(),
 );
 
 const CLAIM_SQLITE: &str = concat!(
@@ -226,7 +286,11 @@ const CLAIM_SQLITE: &str = concat!(
     "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.thread_id = o.thread_id ",
     "AND e.recipients = o.recipients AND e.id < o.id AND e.status = 'pending') ",
     "ORDER BY o.next_attempt_at, o.id LIMIT 1) RETURNING ",
-    outbox_cols!()
+    outbox_cols!(),
+    claim_extras!(),
+    "(SELECT 1 FROM outbox o WHERE o.id <> outbox.id AND o.status = 'pending' ",
+    "AND o.next_attempt_at <= $3 AND (o.claimed_until IS NULL OR o.claimed_until <= $3) ",
+    more_unblocked!(),
 );
 
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
@@ -281,16 +345,28 @@ impl Store {
         }
         let recipients = join_list("recipient list", &new.recipients)?;
         let created = ts(now);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (created_at, thread_id, kind, envelope_from, recipients, \
-             status, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $1) RETURNING id",
-        )
+        // The row takes the id its table would give it next, and the Message-ID made of it,
+        // in one statement (under the write lock on SQLite, from the sequence on PostgreSQL).
+        let next_id = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0) + 1"
+            }
+            Backend::Postgres => "SELECT nextval(pg_get_serial_sequence('outbox', 'id'))",
+        };
+        let (prefix, suffix) = message_id_affixes(now, domain);
+        let id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO outbox (id, message_id, created_at, thread_id, kind, envelope_from, \
+             recipients, status, attempts, next_attempt_at) \
+             SELECT n.id, $6 || n.id || $7, $1, $2, $3, $4, $5, 'pending', 0, $1 \
+             FROM ({next_id} AS id) AS n RETURNING id"
+        )))
         .bind(&created)
         .bind(&new.thread_id)
         .bind(new.kind.as_str())
         .bind(&new.envelope_from)
         .bind(&recipients)
+        .bind(prefix)
+        .bind(&suffix)
         .fetch_one(&mut *conn)
         .await
         .ctx("queueing an outgoing message")?;
@@ -299,12 +375,6 @@ impl Store {
             message_id: message_id.clone(),
             source: source.into(),
         })?;
-        sqlx::query("UPDATE outbox SET message_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(&message_id)
-            .execute(&mut *conn)
-            .await
-            .with_ctx(|| format!("storing the Message-ID of outgoing message #{id}"))?;
         blobs::put(conn, Blob::Outbox, id, &raw).await?;
         if self.backend == Backend::Postgres {
             // Delivered at commit, to every instance (see the module documentation).
@@ -326,6 +396,16 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<OutboxRow>> {
+        Ok(self.claim(now, worker, lease).await?.map(|c| c.row))
+    }
+
+    /// [`Store::claim_due`], with what the worker needs to know next (see [`Claimed`]).
+    pub async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claimed>> {
         let lease = chrono::Duration::from_std(lease).map_err(|e| StoreError::Invalid {
             what: "claim lease",
             detail: e.to_string(),
@@ -334,26 +414,45 @@ impl Store {
             Backend::Postgres => CLAIM_POSTGRES,
             Backend::Sqlite => CLAIM_SQLITE,
         };
-        let row = sqlx::query(sql)
+        let Some(found) = sqlx::query(sql)
             .bind(worker)
             .bind(ts(now + lease))
             .bind(ts(now))
             .fetch_optional(&self.pool)
             .await
-            .ctx("claiming a due outgoing message")?;
-        let row = match row.as_ref().map(outbox_from_row).transpose()? {
-            Some(row) => Some(self.with_raw(row).await?),
-            None => None,
+            .ctx("claiming a due outgoing message")?
+        else {
+            return Ok(None);
         };
-        if let Some(row) = &row {
-            debug!(
-                outbox_id = row.id,
-                worker,
-                attempts = row.attempts,
-                "outgoing message claimed"
-            );
+        let mut row = outbox_from_row(&found)?;
+        let chunk0: Option<Vec<u8>> = col(&found, "chunk0")?;
+        let more: i64 = col(&found, "more_due")?;
+        let next_due: Option<String> = col(&found, "next_due")?;
+        let next_due = next_due
+            .map(|t| {
+                super::parse_ts(&t).map_err(|e| StoreError::Corrupt {
+                    column: "outbox.next_attempt_at",
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()?;
+        drop(found);
+        if let Some(first) = chunk0 {
+            // A message of one chunk (nearly all) is read; a longer one continues from there.
+            let mut conn = self.pool.acquire().await.ctx("acquiring a connection")?;
+            row.raw = blobs::get_after(&mut conn, Blob::Outbox, row.id, first).await?;
         }
-        Ok(row)
+        debug!(
+            outbox_id = row.id,
+            worker,
+            attempts = row.attempts,
+            "outgoing message claimed"
+        );
+        Ok(Some(Claimed {
+            row,
+            more_due: more != 0,
+            next_due,
+        }))
     }
 
     /// Records a successful send. False if the row was already `sent` (or does not exist).
@@ -372,7 +471,8 @@ impl Store {
         };
         let changed = change_row(conn, id, change).await?;
         if changed {
-            info!(outbox_id = id, "outgoing message sent");
+            // The worker logs the send with its kind and thread; one line per message.
+            debug!(outbox_id = id, "outgoing message sent");
         }
         Ok(changed)
     }
@@ -596,6 +696,71 @@ mod tests {
             outbox_message_id(42, now(), "chr.mssante.fr"),
             format!("<teleavis.42.{}@chr.mssante.fr>", now().timestamp())
         );
+    }
+
+    #[tokio::test]
+    async fn a_claim_says_what_else_is_due() {
+        both("outbox_claim_hints", |store| async move {
+            let t0 = now();
+            let secs = chrono::Duration::seconds;
+            let lease = Duration::from_secs(60);
+            let _live = live(&store, &["w1", "w2"]).await;
+            // a and b: one thread, same recipients (b waits behind a); c: another thread.
+            let a = enqueue_one(&store, t0).await;
+            let b = enqueue_one(&store, t0).await;
+            let c = enqueue_for(&store, t0, Some("TE-2026-000002")).await;
+            let t = t0 + secs(5);
+            let first = store.claim(t, "w1", lease).await.unwrap().unwrap();
+            assert_eq!(first.row.id, a.id);
+            assert_eq!(
+                first.row.raw,
+                format!("Message-ID: {}\r\n\r\nhello\r\n", a.message_id).into_bytes(),
+                "the bytes come with the claim"
+            );
+            assert!(first.more_due, "c is claimable");
+            let second = store
+                .claim(t + secs(2), "w2", lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(second.row.id, c.id);
+            // b waits behind a, which w1 holds: the next due is the end of a's claim.
+            assert!(!second.more_due, "b waits behind a");
+            assert_eq!(second.next_due, Some(t + secs(60)));
+            // With a sent, b is claimable: a's claim says so (b waits behind a only).
+            let mut conn = store.pool().acquire().await.unwrap();
+            assert!(store.mark_sent(&mut conn, a.id, t).await.unwrap());
+            assert!(store.mark_sent(&mut conn, c.id, t).await.unwrap());
+            drop(conn);
+            let third = store
+                .claim(t + secs(3), "w1", lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(third.row.id, b.id);
+            // Nothing else pending: the claimed row's own lease is not a next due time.
+            assert!(!third.more_due);
+            assert_eq!(third.next_due, None);
+            // A retry later is the next due time of any other claim.
+            let mut tx = store.begin().await.unwrap();
+            assert!(
+                store
+                    .mark_retry(&mut tx, b.id, t + secs(600), "451")
+                    .await
+                    .unwrap()
+            );
+            tx.commit().await.unwrap();
+            let d = enqueue_for(&store, t, Some("TE-2026-000003")).await;
+            let fourth = store
+                .claim(t + secs(4), "w2", lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(fourth.row.id, d.id);
+            assert!(!fourth.more_due);
+            assert_eq!(fourth.next_due, Some(t + secs(600)));
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! a 25 MiB message bound whole cost 50 MiB more than the message. A chunk of [`CHUNK`] bytes at
 //! a time keeps those copies small; a message is read back into one buffer of its exact size.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AnyPool};
 
 use super::error::Ctx;
 use super::{Result, to_i64};
@@ -72,7 +72,7 @@ pub(crate) async fn get(
 /// The bytes of row `id` when its first chunk was read already (by the statement that claimed
 /// it): the rest, if that chunk is a full one, is appended to it.
 pub(crate) async fn get_after(
-    conn: &mut AnyConnection,
+    pool: &AnyPool,
     blob: Blob,
     id: i64,
     first: Vec<u8>,
@@ -80,7 +80,8 @@ pub(crate) async fn get_after(
     if first.len() < CHUNK {
         return Ok(first);
     }
-    read_from(conn, blob, id, first, 1).await
+    let mut conn = pool.acquire().await.ctx("acquiring a connection")?;
+    read_from(&mut conn, blob, id, first, 1).await
 }
 
 /// Appends the chunks of row `id` from number `from` on to `out`.

@@ -59,13 +59,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .ctx("finding the next due outgoing message")?;
-        next.map(|t| {
-            super::super::parse_ts(&t).map_err(|e| StoreError::Corrupt {
-                column: "outbox.next_attempt_at",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()
+        parse_due(next)
     }
 
     /// A session listening for queued rows (PostgreSQL; `None` on SQLite, where the daemon
@@ -87,4 +81,15 @@ impl Store {
             .ctx("listening for outbox notifications")?;
         Ok(Some(OutboxListener(listener)))
     }
+}
+
+/// A due time as the queries above return it (`None`: nothing pending).
+pub(super) fn parse_due(at: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    at.map(|t| {
+        super::super::parse_ts(&t).map_err(|e| StoreError::Corrupt {
+            column: "outbox.next_attempt_at",
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
 }

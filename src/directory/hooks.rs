@@ -4,6 +4,9 @@
 //! message's transaction; a mailbox absent from the directory (or an empty directory) changes
 //! nothing, so a gateway without a directory behaves as before.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
@@ -11,10 +14,38 @@ use crate::catalogue::Category;
 use crate::config::{DirectorySettings, Settings};
 use crate::report::ReportData;
 use crate::smime::SignerIdentity;
-use crate::store::Store;
+use crate::store::{DirectoryEntry, Store};
 use crate::thread::Role;
 
 use super::{describe, display_name, profession_in};
+
+tokio::task_local! {
+    /// The entries already read for the message being handled: a request asks about its
+    /// requérant up to five times (signer check, right to request, ack, forward, report).
+    static MEMO: RefCell<HashMap<String, Option<DirectoryEntry>>>;
+}
+
+/// Runs `f` (one message's stages, inside its transaction) with the directory read at most
+/// once per address. Outside such a scope every lookup reads the database.
+pub async fn remembering<F: Future>(f: F) -> F::Output {
+    MEMO.scope(RefCell::new(HashMap::new()), f).await
+}
+
+/// The directory's entry for `address`, from the message's memo when it was read already.
+async fn entry(
+    store: &Store,
+    conn: &mut AnyConnection,
+    address: &str,
+) -> anyhow::Result<Option<DirectoryEntry>> {
+    let key = address.trim().to_lowercase();
+    if let Ok(Some(known)) = MEMO.try_with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(known);
+    }
+    let found = store.directory_by_address_in(conn, &key).await?;
+    // Outside a scope there is nothing to remember into.
+    let _ = MEMO.try_with(|m| m.borrow_mut().insert(key, found.clone()));
+    Ok(found)
+}
 
 /// Checks the certificate's RPPS against the directory's entry for the signer's address.
 /// A mismatch is audited (`directory.mismatch`) and, with `require_match`, returned as the
@@ -30,10 +61,7 @@ pub async fn check_signer(
     let Some(cert_rpps) = signer.rpps.as_deref() else {
         return Ok(None);
     };
-    let Some(entry) = store
-        .directory_by_address_in(conn, signer.email.as_str())
-        .await?
-    else {
+    let Some(entry) = entry(store, conn, signer.email.as_str()).await? else {
         return Ok(None);
     };
     let Some(dir_rpps) = entry.rpps.as_deref() else {
@@ -75,7 +103,7 @@ pub async fn refuse_requester(
     settings: &Settings,
     from: &str,
 ) -> anyhow::Result<Option<String>> {
-    let Some(entry) = store.directory_by_address_in(conn, from).await? else {
+    let Some(entry) = entry(store, conn, from).await? else {
         return Ok(None);
     };
     let Some(profession) = entry.profession.as_deref() else {
@@ -112,7 +140,7 @@ pub async fn may_answer(
     if role != Role::Expert {
         return Ok(role);
     }
-    let Some(entry) = store.directory_by_address_in(conn, sender).await? else {
+    let Some(entry) = entry(store, conn, sender).await? else {
         return Ok(role);
     };
     Ok(match entry.profession.as_deref() {
@@ -128,7 +156,7 @@ async fn person(
     conn: &mut AnyConnection,
     address: &str,
 ) -> anyhow::Result<Option<String>> {
-    let Some(e) = store.directory_by_address_in(conn, address).await? else {
+    let Some(e) = entry(store, conn, address).await? else {
         return Ok(None);
     };
     let parts: Vec<String> = [
@@ -178,7 +206,7 @@ pub async fn amend_forward(
     requester: &str,
     forward: String,
 ) -> anyhow::Result<String> {
-    let Some(e) = store.directory_by_address_in(conn, requester).await? else {
+    let Some(e) = entry(store, conn, requester).await? else {
         return Ok(forward);
     };
     let mut extra: Vec<String> = describe(&e).into_iter().collect();
@@ -200,7 +228,7 @@ pub async fn enrich_report(
 ) -> anyhow::Result<()> {
     let people = std::iter::once(&mut data.requester).chain(data.experts.iter_mut());
     for p in people {
-        if let Some(e) = store.directory_by_address_in(conn, &p.address).await? {
+        if let Some(e) = entry(store, conn, &p.address).await? {
             if let Some(d) = describe(&e) {
                 p.specialty = Some(d);
             }

@@ -193,3 +193,39 @@ async fn import_replaces_atomically_and_merges_addresses() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_reads_each_directory_entry_once() {
+    both("directory_memo", |store| async move {
+        import(&store, &sample(), Utc::now()).await.unwrap();
+        let line = "Requérant : dr.martin@cabinet.test\n".to_string();
+        let mut tx = store.begin().await.unwrap();
+        let (first, second) = hooks::remembering(async {
+            let first =
+                hooks::amend_forward(&store, &mut tx, "dr.martin@cabinet.test", line.clone())
+                    .await
+                    .unwrap();
+            sqlx::query("DELETE FROM directory_entries WHERE address = $1")
+                .bind("dr.martin@cabinet.test")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Another spelling of the same address: the same entry, not read again.
+            let second =
+                hooks::amend_forward(&store, &mut tx, " DR.Martin@cabinet.TEST", line.clone())
+                    .await
+                    .unwrap();
+            (first, second)
+        })
+        .await;
+        assert!(first.contains("département 57"), "{first}");
+        assert_eq!(second, first);
+        // Outside a message's scope every lookup reads the database.
+        let third = hooks::amend_forward(&store, &mut tx, "dr.martin@cabinet.test", line.clone())
+            .await
+            .unwrap();
+        assert_eq!(third, line);
+        tx.rollback().await.unwrap();
+    })
+    .await;
+}

@@ -39,7 +39,7 @@ pub use screen::is_automatic;
 use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::smime::SmimeEngine;
-use crate::store::{InboundOutcome, InboundStatus, NewInbound, Store, Tx};
+use crate::store::{InboundOutcome, InboundStatus, NewInbound, Store, StoreError, Tx};
 use classify::Class;
 use stage::{MessageCtx, Stage, Stop};
 
@@ -153,27 +153,26 @@ impl Intake {
     pub async fn handle(&self, f: Fetched) -> anyhow::Result<Handled> {
         let now = Utc::now();
         let sha = sha256_hex(&f.raw);
-        if let Some(prev) = self.store.find_inbound_by_sha256(&sha).await? {
-            // Committed before a crash or a lost connection, not yet moved: just move it.
-            info!(inbound_id = prev.id, "already stored, moving it");
-            let destination = prev
-                .destination
-                .clone()
-                .unwrap_or_else(|| self.processed_folder());
-            return Ok(Handled {
-                inbound_id: prev.id,
-                destination,
-                outcome: Outcome::Duplicate { of: prev.id },
-            });
-        }
         let envelope = Envelope::parse(&f.raw);
         let mut tx = self.store.begin().await?;
-        let inbound_id = self
+        // The insert is the duplicate check (unique SHA-256): no lookup before it, as nearly
+        // every message is new.
+        let inserted = self
             .store
             .insert_inbound(&mut tx, &new_inbound(&f, envelope.as_ref(), &sha, now))
-            .await?;
+            .await;
+        let inbound_id = match inserted {
+            Ok(id) => id,
+            Err(StoreError::DuplicateInbound { .. }) => {
+                tx.rollback()
+                    .await
+                    .context("ending a duplicate's transaction")?;
+                return self.already_stored(&sha).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let span = message_span(inbound_id);
-        async {
+        let run = async {
             let run = self.stages(&mut tx, inbound_id, &f.raw, envelope.as_ref(), true, now);
             let decision = match run.await {
                 Ok(d) => d,
@@ -190,8 +189,28 @@ impl Intake {
             tx.commit().await.context("committing the message")?;
             Ok(handled)
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        crate::directory::hooks::remembering(run).await
+    }
+
+    /// A message whose bytes were committed before (a crash or a lost connection came before
+    /// its move): it is only moved, where its row says.
+    async fn already_stored(&self, sha: &str) -> anyhow::Result<Handled> {
+        let prev = self
+            .store
+            .find_inbound_by_sha256(sha)
+            .await?
+            .context("a duplicate inbound message vanished")?;
+        info!(inbound_id = prev.id, "already stored, moving it");
+        let destination = prev
+            .destination
+            .clone()
+            .unwrap_or_else(|| self.processed_folder());
+        Ok(Handled {
+            inbound_id: prev.id,
+            destination,
+            outcome: Outcome::Duplicate { of: prev.id },
+        })
     }
 
     /// The stages, in order. Returns the decision; `Err` for the database or a bug.
@@ -293,7 +312,7 @@ impl Intake {
             .with_context(|| format!("no inbound message {inbound_id}"))?;
         let envelope = Envelope::parse(&row.raw);
         let mut tx = self.store.begin().await?;
-        async {
+        let run = async {
             let detail = serde_json::json!({"previous_reason": row.meta.reason});
             let subject = format!("inbound:{inbound_id}");
             self.store
@@ -315,8 +334,8 @@ impl Intake {
             tx.commit().await?;
             Ok(handled)
         }
-        .instrument(message_span(inbound_id))
-        .await
+        .instrument(message_span(inbound_id));
+        crate::directory::hooks::remembering(run).await
     }
 
     pub async fn moved(&self, inbound_id: i64) -> anyhow::Result<()> {

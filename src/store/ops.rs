@@ -268,6 +268,22 @@ impl Store {
         Ok(())
     }
 
+    /// Copies what the SQLite write-ahead log holds into the database file, without waiting
+    /// for or blocking anyone (`PASSIVE`): the daemon calls it every second, so that the copy
+    /// and its `fsync` of the database file happen here rather than inside the commit of the
+    /// message that filled the log (SQLite's automatic checkpoint at 1,000 pages stays as the
+    /// safety net). Returns the log's frames and those now copied; `None` on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<Option<(i64, i64)>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("copying the write-ahead log into the database")?;
+        Ok(Some((col(&row, "log")?, col(&row, "checkpointed")?)))
+    }
+
     /// `PRAGMA integrity_check` of a SQLite database: "ok" or the problems found.
     pub async fn sqlite_integrity(&self) -> Result<String> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
@@ -421,5 +437,26 @@ mod tests {
         assert_eq!(copy.verify_audit().await.unwrap().rows, 1);
         // The file exists now: VACUUM INTO never overwrites.
         assert!(store.backup_sqlite(&dest).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_copies_the_log_into_the_database() {
+        let (store, dir) = sqlite_store(2).await;
+        let db = dir.path().join("teleavis.db");
+        let before = std::fs::metadata(&db).unwrap().modified().unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..50 {
+            let details = serde_json::json!({ "i": i, "pad": "x".repeat(2000) });
+            store
+                .append_audit(&mut tx, "system", "test", "x", &details, Utc::now())
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let (log, copied) = store.checkpoint().await.unwrap().unwrap();
+        assert!(log > 20, "the 100 KiB written are in the log: {log} frames");
+        assert_eq!(copied, log, "all of it copied (nobody else reads)");
+        assert!(std::fs::metadata(&db).unwrap().modified().unwrap() > before);
+        assert_eq!(store.verify_audit().await.unwrap().rows, 50);
     }
 }

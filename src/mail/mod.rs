@@ -16,6 +16,7 @@ use std::path::PathBuf;
 pub mod compose;
 pub mod imap;
 pub mod smtp;
+mod smtp_limits;
 pub mod smtp_session;
 pub mod tls;
 pub mod utf7;

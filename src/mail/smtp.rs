@@ -30,9 +30,10 @@ use lettre::transport::smtp::extension::{ClientId, Extension};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
+use super::smtp_limits::{Failure, describe, describe_cause, error_chain, seconds};
+pub(super) use super::smtp_limits::{Limits, within};
 use super::{MailError, normalize_crlf, tls};
 use crate::config::{SmtpSettings, TlsMode, read_secret};
 
@@ -75,19 +76,6 @@ impl std::fmt::Debug for SmtpSender {
             .field("port", &self.port)
             .finish_non_exhaustive()
     }
-}
-
-/// A step of the session that failed.
-pub(super) enum Failure {
-    /// The server's reply or lettre's protocol handling (classified by the reply code).
-    Smtp {
-        step: &'static str,
-        error: lettre::transport::smtp::Error,
-    },
-    /// Network or TLS below SMTP (always temporary).
-    Io { step: &'static str, message: String },
-    /// No answer within the limit (always temporary).
-    Timeout { step: &'static str, limit: Duration },
 }
 
 /// The mechanisms offered when credentials are configured, in order of preference.
@@ -400,72 +388,6 @@ fn lettre_tls_parameters(
     })
 }
 
-/// The time limits of one session: each step (connect, TLS, greeting, STARTTLS, AUTH, the
-/// message, QUIT) gets `timeout_seconds` at most, and the whole session ends within
-/// [`SESSION_STEPS`] times that. The outbox leases a row for 3 × `timeout_seconds` + 60 s: a
-/// session that outlived the lease could see the same message sent again by another worker.
-pub(super) struct Limits {
-    step: Duration,
-    end: Instant,
-}
-
-/// The whole session, in step time limits (see [`Limits`]).
-const SESSION_STEPS: u32 = 3;
-
-impl Limits {
-    pub(super) fn new(step: Duration) -> Limits {
-        Limits {
-            step,
-            end: Instant::now() + step * SESSION_STEPS,
-        }
-    }
-
-    /// `wanted`, or what is left of the session if that is less.
-    pub(super) fn of(&self, wanted: Duration) -> Duration {
-        wanted.min(self.end.saturating_duration_since(Instant::now()))
-    }
-
-    /// The limit of an ordinary step.
-    pub(super) fn step(&self) -> Duration {
-        self.of(self.step)
-    }
-}
-
-fn seconds(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
-/// Runs one lettre step under `limit`.
-pub(super) async fn within<T>(
-    step: &'static str,
-    limit: Duration,
-    fut: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(error)) => Err(Failure::Smtp { step, error }),
-        Err(_) => Err(Failure::Timeout { step, limit }),
-    }
-}
-
-/// "step: cause", for `SendError` messages.
-fn describe(failure: &Failure) -> String {
-    let step = match failure {
-        Failure::Smtp { step, .. } | Failure::Io { step, .. } | Failure::Timeout { step, .. } => {
-            step
-        }
-    };
-    format!("{step}: {}", describe_cause(failure))
-}
-
-fn describe_cause(failure: &Failure) -> String {
-    match failure {
-        Failure::Smtp { error, .. } => error_chain(error),
-        Failure::Io { message, .. } => message.clone(),
-        Failure::Timeout { limit, .. } => format!("no answer within {}", seconds(*limit)),
-    }
-}
-
 /// Our implicit-TLS stream, in the shape lettre accepts as an existing connection (lettre then
 /// treats it as a plain stream: it never offers STARTTLS on it, which is what we want).
 #[derive(Debug)]
@@ -517,24 +439,10 @@ impl AsyncWrite for TlsOverTcp {
     }
 }
 
-/// The error and its sources on one line (lettre's Display alone hides the TLS reason).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     fn settings(port: u16) -> SmtpSettings {
         SmtpSettings {

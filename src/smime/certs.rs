@@ -130,18 +130,32 @@ fn check_pair(
 
 /// Files directly in `path` (or `path` itself when it is a file), sorted for stable order.
 fn files_of(path: &Path) -> Result<Vec<PathBuf>, SmimeError> {
-    if path.is_dir() {
-        let rd = std::fs::read_dir(path)
-            .map_err(|e| SmimeError::file(path, format!("cannot list: {e}")))?;
-        let mut v: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        v.sort();
-        Ok(v)
-    } else {
-        Ok(vec![path.to_path_buf()])
+    Ok(stamped_files_of(path)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// [`files_of`] with each file's modification time, from one `stat` per file: every message
+/// asks whether a certificate folder changed (several times), so this stays cheap.
+fn stamped_files_of(path: &Path) -> Result<Vec<(PathBuf, Option<SystemTime>)>, SmimeError> {
+    let meta = std::fs::metadata(path);
+    if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
+        let modified = meta.and_then(|m| m.modified()).ok();
+        return Ok(vec![(path.to_path_buf(), modified)]);
     }
+    let rd =
+        std::fs::read_dir(path).map_err(|e| SmimeError::file(path, format!("cannot list: {e}")))?;
+    let mut v: Vec<(PathBuf, Option<SystemTime>)> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            // Followed like `is_file`: a symlink to a certificate counts.
+            let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+            Some((p, m.modified().ok()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// The trust anchors with the stamp of the files they came from, so that an anchor added by
@@ -227,14 +241,7 @@ pub struct CrlSet {
 
 impl CrlSet {
     fn stamp_of(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
-        files_of(dir)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| {
-                let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
-                (p, m)
-            })
-            .collect()
+        stamped_files_of(dir).unwrap_or_default()
     }
 
     /// Loads every CRL (PEM, several per file allowed, or DER).

@@ -24,6 +24,7 @@ mod kinds;
 mod lease;
 mod ops;
 mod outbox;
+mod purge;
 mod recipients;
 mod redact;
 mod roster;
@@ -59,11 +60,12 @@ pub use outbox::{
     Claimed, Enqueued, NewOutgoing, OUTBOX_CHANNEL, OutboxListener, OutboxRow, OutboxStatus,
     outbox_message_id,
 };
+pub use purge::PurgeReport;
 pub use roster::RosterSlot;
 pub use signatures::AcceptedSignature;
 pub use sqlx::AnyConnection;
 pub use stats::ThreadStatsRow;
-pub use threads::{NewThreadMessage, PurgeReport, ThreadMessageRow, ThreadRow, ThreadUpdate};
+pub use threads::{NewThreadMessage, ThreadMessageRow, ThreadRow, ThreadUpdate};
 
 use error::Ctx;
 

@@ -1,14 +1,13 @@
-//! Threads (`TE-<year>-<seq>`), their messages, id counters, lookups and retention purge.
+//! Threads (`TE-<year>-<seq>`), their messages, id counters and lookups (the retention purge
+//! is in `purge.rs`).
 //!
 //! Statuses, categories and message kinds are kept as the text the `thread` module defines
 //! (`nouvelle`, `en_cours`, `terminee`, `annulee`; `request`, `answer`…); the store only
-//! interprets them for [`Store::idle_threads`] and [`Store::purge_closed_before`].
+//! interprets them for [`Store::idle_threads`] and `Store::purge_closed_before`.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
-use tracing::info;
 
 use super::error::Ctx;
 use super::{
@@ -98,19 +97,6 @@ pub struct ThreadMessageRow {
     pub id: i64,
     /// Everything else, as inserted (Message-ID normalised).
     pub message: NewThreadMessage,
-}
-
-/// What [`Store::purge_closed_before`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeReport {
-    /// Ids of the threads removed.
-    pub threads: Vec<String>,
-    /// Thread messages removed.
-    pub messages: u64,
-    /// Inbound messages whose raw bytes were wiped.
-    pub inbound: u64,
-    /// Outbox rows (sent or failed) removed.
-    pub outbox: u64,
 }
 
 macro_rules! thread_cols {
@@ -420,95 +406,6 @@ impl Store {
         .map(thread_from_row)
         .collect()
     }
-
-    /// Retention: removes threads closed (`terminee`, `annulee`) before `before`, with their
-    /// messages and their sent/failed outbox rows (which hold cleartext), and wipes the raw bytes
-    /// of the inbound mail applied to them. The inbound row itself stays as a tombstone
-    /// (`purged_at`, SHA-256 and Message-ID kept, no content) so that a copy of the message
-    /// seen again is still recognised as a duplicate. A thread with outgoing mail still
-    /// `pending` or `held` is kept (never lose a message). The audit trail is never touched:
-    /// one `purge` audit row records what was removed. Call inside a transaction.
-    pub async fn purge_closed_before(
-        &self,
-        conn: &mut AnyConnection,
-        before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<PurgeReport> {
-        let threads: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM threads t WHERE status IN ('terminee', 'annulee') \
-             AND closed_at IS NOT NULL AND closed_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.thread_id = t.id \
-                             AND o.status IN ('pending', 'held')) \
-             ORDER BY id",
-        )
-        .bind(ts(before))
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("selecting closed threads to purge")?;
-
-        let mut report = PurgeReport::default();
-        for thread in &threads {
-            // Raw mail first, while thread_messages still links it to the thread.
-            sqlx::query(
-                "DELETE FROM inbound_raw WHERE inbound_id IN (SELECT id FROM inbound \
-                 WHERE purged_at IS NULL AND (thread_id = $1 OR id IN (SELECT inbound_id \
-                 FROM thread_messages WHERE thread_id = $1 AND inbound_id IS NOT NULL)))",
-            )
-            .bind(thread)
-            .execute(&mut *conn)
-            .await
-            .with_ctx(|| format!("purging the raw mail of thread {thread}"))?;
-            report.inbound += sqlx::query(
-                "UPDATE inbound SET purged_at = $2 WHERE purged_at IS NULL \
-                 AND (thread_id = $1 OR id IN (SELECT inbound_id FROM thread_messages \
-                 WHERE thread_id = $1 AND inbound_id IS NOT NULL))",
-            )
-            .bind(thread)
-            .bind(ts(now))
-            .execute(&mut *conn)
-            .await
-            .with_ctx(|| format!("purging the raw mail of thread {thread}"))?
-            .rows_affected();
-            report.messages += sqlx::query("DELETE FROM thread_messages WHERE thread_id = $1")
-                .bind(thread)
-                .execute(&mut *conn)
-                .await
-                .with_ctx(|| format!("purging the messages of thread {thread}"))?
-                .rows_affected();
-            report.outbox += sqlx::query(
-                "DELETE FROM outbox WHERE thread_id = $1 AND status IN ('sent', 'failed')",
-            )
-            .bind(thread)
-            .execute(&mut *conn)
-            .await
-            .with_ctx(|| format!("purging the outgoing mail of thread {thread}"))?
-            .rows_affected();
-            sqlx::query("DELETE FROM threads WHERE id = $1")
-                .bind(thread)
-                .execute(&mut *conn)
-                .await
-                .with_ctx(|| format!("purging thread {thread}"))?;
-        }
-        report.threads = threads;
-
-        let details = json!({
-            "closed_before": ts(before),
-            "threads": report.threads,
-            "messages": report.messages,
-            "inbound": report.inbound,
-            "outbox": report.outbox,
-        });
-        self.append_audit(conn, "system", "purge", "threads", &details, now)
-            .await?;
-        info!(
-            threads = report.threads.len(),
-            messages = report.messages,
-            inbound = report.inbound,
-            outbox = report.outbox,
-            "closed threads purged"
-        );
-        Ok(report)
-    }
 }
 
 #[cfg(test)]
@@ -817,7 +714,14 @@ mod tests {
             m3.inbound_id = Some(in3);
             store.add_thread_message(&mut tx, &m3).await.unwrap();
             store
-                .append_audit(&mut tx, "intake", "thread_opened", &old.id, &json!({}), t0)
+                .append_audit(
+                    &mut tx,
+                    "intake",
+                    "thread_opened",
+                    &old.id,
+                    &serde_json::json!({}),
+                    t0,
+                )
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

@@ -165,11 +165,11 @@ fn claimed_by_the_dead(gw: &Gateway) -> i64 {
             .unwrap();
         tx.commit().await.unwrap();
         let claimed = store
-            .claim_due(Utc::now(), "gone-host:1:0", Duration::from_secs(3600))
+            .claim(Utc::now(), "gone-host:1:0", Duration::from_secs(3600))
             .await
             .unwrap()
             .expect("the row is claimable");
-        assert_eq!(claimed.id, q.id);
+        assert_eq!(claimed.row.id, q.id);
         store.close().await;
         q.id
     })

@@ -122,7 +122,6 @@ pub async fn alert_admin(
 
 /// One row handled, and what its claim saw of the rest of the queue (`store::Claimed`).
 struct Done {
-    id: i64,
     outcome: Outcome,
     more_due: bool,
     next_due: Option<DateTime<Utc>>,
@@ -213,12 +212,8 @@ impl Worker {
         &self.name
     }
 
-    /// Claims and handles one due row; `None` when nothing is due.
-    pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<Option<(i64, Outcome)>> {
-        Ok(self.step(now).await?.map(|d| (d.id, d.outcome)))
-    }
-
-    /// [`Self::run_once`], with what the claim saw of the rest of the queue.
+    /// Claims and handles one due row, with what its claim saw of the rest of the queue;
+    /// `None` when nothing is due.
     async fn step(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Done>> {
         // A whole SMTP session ends within 3 × timeout (mail/smtp.rs); past this lease a row
         // claimed by a worker that died is taken over by another.
@@ -241,7 +236,6 @@ impl Worker {
         // Stamped when the server answered, not when the row was claimed.
         self.record(&row, &outcome, Utc::now()).await?;
         Ok(Some(Done {
-            id: row.id,
             outcome,
             more_due,
             next_due,

@@ -250,6 +250,8 @@ impl SmimeEngine {
         }
     }
 
+    /// The trust checks of `cert` for `usage` (chain, validity, revocation, usage, key
+    /// strength), the anchors and CRLs reread first when one of their files changed.
     fn check(
         &self,
         cert: &X509Ref,
@@ -259,6 +261,17 @@ impl SmimeEngine {
     ) -> Result<(), (RejectReason, String)> {
         self.refresh_anchors();
         self.refresh_crls();
+        self.check_loaded(cert, untrusted, now, usage)
+    }
+
+    /// [`Self::check`] against the anchors and CRLs as loaded, for a caller that refreshed them.
+    fn check_loaded(
+        &self,
+        cert: &X509Ref,
+        untrusted: &[X509],
+        now: DateTime<Utc>,
+        usage: Usage,
+    ) -> Result<(), (RejectReason, String)> {
         let anchors = self.anchors.read().map_err(|_| {
             (
                 RejectReason::Untrusted,
@@ -501,7 +514,8 @@ impl SmimeEngine {
         if key.is_some_and(|k| self.verdicts.usable(&k, generation, now)) {
             return Ok(());
         }
-        self.check(cert, &[], now, Usage::Encrypt)?;
+        // Refreshed above: the generation read is the one this verdict is reached under.
+        self.check_loaded(cert, &[], now, Usage::Encrypt)?;
         if let Some(k) = key {
             self.verdicts.remember(k, cert, generation, now);
         }

@@ -7,7 +7,7 @@
 //! transaction. What is sent is always the stored `raw`, so a resend
 //! after a crash repeats the same bytes and the same Message-ID.
 //!
-//! **Claiming.** [`Store::claim_due`] takes one due row (`pending`, `next_attempt_at <= now`,
+//! **Claiming.** [`Store::claim`] takes one due row (`pending`, `next_attempt_at <= now`,
 //! unclaimed or claim expired) in a single `UPDATE … RETURNING`: on PostgreSQL the row is picked
 //! by a `FOR UPDATE SKIP LOCKED` subquery, so concurrent workers never wait on or share a row;
 //! on SQLite the statement runs under the database write lock. A claim is a lease: a worker that
@@ -135,7 +135,7 @@ pub struct OutboxRow {
     /// SMTP envelope recipients.
     pub recipients: Vec<String>,
     /// Cleartext RFC 5322 message; signed and encrypted when sent. Read (from `outbox_raw`) by
-    /// [`Store::claim_due`] and [`Store::get_outbox`] only: empty in the rows of listings and
+    /// [`Store::claim`] and [`Store::get_outbox`] only: empty in the rows of listings and
     /// lookups, which never need a message's bytes (a forward may be megabytes).
     pub raw: Vec<u8>,
     /// State.
@@ -547,19 +547,27 @@ mod tests {
         );
     }
 
+    /// The row `worker` claims at `at` (with a 60 s lease), which the test expects to exist.
+    async fn claimed(store: &Store, at: DateTime<Utc>, worker: &str) -> super::Claimed {
+        store
+            .claim(at, worker, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("a claimable row")
+    }
+
     #[tokio::test]
     async fn a_claim_says_what_else_is_due() {
         both("outbox_claim_hints", |store| async move {
             let t0 = now();
             let secs = chrono::Duration::seconds;
-            let lease = Duration::from_secs(60);
             let _live = live(&store, &["w1", "w2"]).await;
             // a and b: one thread, same recipients (b waits behind a); c: another thread.
             let a = enqueue_one(&store, t0).await;
             let b = enqueue_one(&store, t0).await;
             let c = enqueue_for(&store, t0, Some("TE-2026-000002")).await;
             let t = t0 + secs(5);
-            let first = store.claim(t, "w1", lease).await.unwrap().unwrap();
+            let first = claimed(&store, t, "w1").await;
             assert_eq!(first.row.id, a.id);
             assert_eq!(
                 first.row.raw,
@@ -567,25 +575,17 @@ mod tests {
                 "the bytes come with the claim"
             );
             assert!(first.more_due, "c is claimable");
-            let second = store
-                .claim(t + secs(2), "w2", lease)
-                .await
-                .unwrap()
-                .unwrap();
+            let second = claimed(&store, t + secs(2), "w2").await;
             assert_eq!(second.row.id, c.id);
             // b waits behind a, which w1 holds: the next due is the end of a's claim.
             assert!(!second.more_due, "b waits behind a");
             assert_eq!(second.next_due, Some(t + secs(60)));
-            // With a sent, b is claimable: a's claim says so (b waits behind a only).
+            // With a and c sent, b (which waited behind a only) is the next claim.
             let mut conn = store.pool().acquire().await.unwrap();
             assert!(store.mark_sent(&mut conn, a.id, t).await.unwrap());
             assert!(store.mark_sent(&mut conn, c.id, t).await.unwrap());
             drop(conn);
-            let third = store
-                .claim(t + secs(3), "w1", lease)
-                .await
-                .unwrap()
-                .unwrap();
+            let third = claimed(&store, t + secs(3), "w1").await;
             assert_eq!(third.row.id, b.id);
             // Nothing else pending: the claimed row's own lease is not a next due time.
             assert!(!third.more_due);
@@ -600,11 +600,7 @@ mod tests {
             );
             tx.commit().await.unwrap();
             let d = enqueue_for(&store, t, Some("TE-2026-000003")).await;
-            let fourth = store
-                .claim(t + secs(4), "w2", lease)
-                .await
-                .unwrap()
-                .unwrap();
+            let fourth = claimed(&store, t + secs(4), "w2").await;
             assert_eq!(fourth.row.id, d.id);
             assert!(!fourth.more_due);
             assert_eq!(fourth.next_due, Some(t + secs(600)));

@@ -1,4 +1,4 @@
-//! Claiming a due row ([`Store::claim_due`], [`Store::claim`]): the one `UPDATE … RETURNING`
+//! Claiming a due row ([`Store::claim`]): the one `UPDATE … RETURNING`
 //! per backend that takes a row and, beside it, tells the worker what to do after it (see the
 //! parent module's documentation).
 
@@ -105,9 +105,9 @@ const CLAIM_SQLITE: &str = concat!(
 );
 
 impl Store {
-    /// Claims one due row for `worker` until `now + lease`, or `None` if nothing is due.
-    /// Runs in its own (autocommit) statement; see the module documentation.
-    pub async fn claim_due(
+    /// [`Store::claim`], the row alone (the tests of claiming rules).
+    #[cfg(test)]
+    pub(crate) async fn claim_due(
         &self,
         now: DateTime<Utc>,
         worker: &str,
@@ -116,7 +116,9 @@ impl Store {
         Ok(self.claim(now, worker, lease).await?.map(|c| c.row))
     }
 
-    /// [`Store::claim_due`], with what the worker needs to know next (see [`Claimed`]).
+    /// Claims one due row for `worker` until `now + lease`, or `None` if nothing is due, with
+    /// what the worker needs to know next (see [`Claimed`]). Runs in its own (autocommit)
+    /// statement; see the parent module's documentation.
     pub async fn claim(
         &self,
         now: DateTime<Utc>,

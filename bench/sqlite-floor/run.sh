@@ -9,11 +9,14 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 out=$(mktemp)
-RUST_LOG=info,sqlx::query=debug python3 scripts/load.py --requests 3 --keep | tee "$out"
+rc=0
+RUST_LOG=info,sqlx::query=debug python3 scripts/load.py --requests 3 --keep | tee "$out" || rc=$?
 work=$(sed -n 's/^load: work dir kept: //p' "$out")
 rm -f "$out"
+# The work dir goes, whatever happened to the run.
+[ -n "$work" ] && trap 'rm -rf "$work"' EXIT
+[ "$rc" -eq 0 ] || { echo "run.sh: scripts/load.py failed ($rc)" >&2; exit 1; }
 [ -d "$work" ] || { echo "run.sh: load.py kept no work dir" >&2; exit 1; }
-trap 'rm -rf "$work"' EXIT
 
 # The statements as the log prints them: `db.statement="…"`, a Rust Debug string.
 python3 - "$work/teleavis.log" "$work/statements.json" <<'PY'

@@ -7,6 +7,7 @@
 //! `sqlx::query` debug log (`run.sh` makes it); each is found by how it begins, so the replay
 //! runs exactly the daemon's SQL and fails loudly when a statement it needs has changed.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -21,17 +22,56 @@ fn cpu_seconds() -> anyhow::Result<f64> {
     Ok((fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / 100.0)
 }
 
-/// The daemon's statements, looked up by their beginning.
-struct Sql(Vec<String>);
+/// How each statement the replay makes begins: each must begin exactly one statement of the
+/// daemon's log.
+const STATEMENTS: [&str; 22] = [
+    "INSERT INTO accepted_signatures",
+    "INSERT INTO audit",
+    "INSERT INTO inbound (",
+    "INSERT INTO inbound_raw",
+    "INSERT INTO outbox (",
+    "INSERT INTO outbox_raw",
+    "INSERT INTO recipient_certs",
+    "INSERT INTO thread_counters",
+    "INSERT INTO thread_deadlines",
+    "INSERT INTO thread_messages",
+    "INSERT INTO threads (",
+    "SELECT MIN(due)",
+    "SELECT address, kind, rpps",
+    "SELECT category, starts_at",
+    "SELECT cert_der, not_after",
+    "SELECT hash FROM audit",
+    "SELECT id, received_at, mailbox",
+    "SELECT inbound_id, thread_id, signer",
+    "UPDATE inbound SET moved_at",
+    "UPDATE inbound SET outcome",
+    "UPDATE outbox SET claimed_by = $1",
+    "UPDATE outbox SET status = 'sent'",
+];
+
+/// The daemon's statements, found once before the timing starts (a missing or ambiguous one
+/// stops the replay before it measures anything).
+struct Sql(HashMap<&'static str, String>);
 
 impl Sql {
-    fn get(&self, start: &str) -> anyhow::Result<&str> {
-        let found: Vec<&String> = self.0.iter().filter(|s| s.starts_with(start)).collect();
-        match found.as_slice() {
-            [one] => Ok(one.as_str()),
-            [] => bail!("no statement of the log begins with `{start}`"),
-            _ => bail!("several statements of the log begin with `{start}`"),
+    fn resolve(log: &[String]) -> anyhow::Result<Sql> {
+        let mut found = HashMap::new();
+        for start in STATEMENTS {
+            let matching: Vec<&String> = log.iter().filter(|s| s.starts_with(start)).collect();
+            match matching.as_slice() {
+                [one] => found.insert(start, (*one).clone()),
+                [] => bail!("no statement of the log begins with `{start}`"),
+                _ => bail!("several statements of the log begin with `{start}`"),
+            };
         }
+        Ok(Sql(found))
+    }
+
+    fn get(&self, start: &str) -> anyhow::Result<&str> {
+        self.0
+            .get(start)
+            .map(String::as_str)
+            .with_context(|| format!("`{start}` is not in STATEMENTS"))
     }
 }
 
@@ -330,7 +370,8 @@ fn main() -> anyhow::Result<()> {
     let [statements, migrations, db, n] = args.as_slice() else {
         bail!("usage: teleavis-sqlite-floor STATEMENTS.json MIGRATIONS_DIR DB_PATH REQUESTS");
     };
-    let sql = Sql(serde_json::from_str(&std::fs::read_to_string(statements)?)?);
+    let log: Vec<String> = serde_json::from_str(&std::fs::read_to_string(statements)?)?;
+    let sql = Sql::resolve(&log)?;
     let n: i64 = n.parse().context("REQUESTS")?;
     let run_sizes = Sizes {
         request: 190 * 1024,
